@@ -1,0 +1,21 @@
+//! `bus-schema` is drover's contract: the API object types, the wire envelope every bus
+//! message uses, the names of every NATS subject and JetStream bucket, and validation.
+//!
+//! - Built-in kinds are the `k8s-openapi` types (re-exported as [`k8s`]); drover's own
+//!   kinds are in [`drover`] and share `ObjectMeta`. [`kinds`] lists every kind served.
+//! - [`envelope`] is the only place that knows the wire encoding (MessagePack via
+//!   `rmp_serde::to_vec_named`, plus NATS headers for `traceparent`, schema version and
+//!   sender).
+//! - [`subjects`] is the only place that spells a NATS subject or bucket name.
+//! - [`validation`] returns every problem of an object with its field path;
+//!   [`selector`] parses label and field selectors.
+
+pub mod drover;
+pub mod envelope;
+pub mod kinds;
+pub mod selector;
+pub mod subjects;
+pub mod validation;
+
+pub use k8s_openapi as k8s;
+pub use kinds::{KINDS, KindInfo};

@@ -1,0 +1,265 @@
+//! Every NATS subject, KV bucket, stream and key that drover uses is spelled here and
+//! nowhere else (Architecture Invariant). Object names become subject tokens through
+//! [`token`], a reversible escape, because names may contain `.` (a subject separator)
+//! and characters that KV keys do not allow.
+//!
+//! Subjects for subscribers (documented in README):
+//! - `drover.objects.<namespace>.<plural>.<name>`: every change to a stored object,
+//!   republished by JetStream from the kind's KV bucket (headers + body, MessagePack).
+//! - `drover.events.<namespace>.<kind>.<name>`: cluster events, kept in the
+//!   [`EVENTS_STREAM`] stream with bounded age.
+//!
+//! Cluster-scoped objects use [`CLUSTER_SCOPE`] (`_`) in the namespace position.
+
+use crate::kinds::KindInfo;
+
+/// Namespace token for cluster-scoped objects in keys and subjects.
+pub const CLUSTER_SCOPE: &str = "_";
+
+/// Root of every subject drover publishes on.
+pub const ROOT: &str = "drover";
+
+/// Wildcard matching every drover subject.
+pub const ALL: &str = "drover.>";
+
+/// JetStream stream holding cluster events (`drover.events.>`).
+pub const EVENTS_STREAM: &str = "DROVER_EVENTS";
+
+/// Wildcard for every event.
+pub const EVENTS_ALL: &str = "drover.events.>";
+
+/// Wildcard for every object change notification.
+pub const OBJECTS_ALL: &str = "drover.objects.>";
+
+/// Escapes an object name (or namespace) into one subject token / KV key segment.
+///
+/// `[A-Za-z0-9-]` pass through, `.` becomes `_`, every other byte becomes `=XX`
+/// (upper-case hex). DNS names therefore read naturally (`node-1_example_com`) and the
+/// mapping is reversible with [`untoken`].
+pub fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => out.push(b as char),
+            b'.' => out.push('_'),
+            _ => {
+                out.push('=');
+                out.push_str(&format!("{b:02X}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        // An empty token would produce an invalid subject (`a..b`); `=` alone cannot be
+        // produced by any non-empty name.
+        out.push('=');
+    }
+    out
+}
+
+/// Reverses [`token`]. Returns `None` for strings [`token`] cannot produce.
+pub fn untoken(tok: &str) -> Option<String> {
+    if tok == "=" {
+        return Some(String::new());
+    }
+    let bytes = tok.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'_' => out.push(b'.'),
+            b'=' => {
+                let hex = tok.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b @ (b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-') => out.push(b),
+            _ => return None,
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Namespace token: the escaped namespace, or [`CLUSTER_SCOPE`].
+fn ns_token(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => token(ns),
+        _ => CLUSTER_SCOPE.to_string(),
+    }
+}
+
+/// KV bucket for a kind: `drover-<plural>` for the core group,
+/// `drover-<plural>-<group with . as _>` otherwise.
+pub fn kv_bucket(kind: &KindInfo) -> String {
+    if kind.group.is_empty() {
+        format!("drover-{}", kind.plural)
+    } else {
+        format!("drover-{}-{}", kind.plural, kind.group.replace('.', "_"))
+    }
+}
+
+/// KV key of one object: `<namespace token>.<name token>`.
+pub fn kv_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}.{}", ns_token(namespace), token(name))
+}
+
+/// Splits a KV key back into (namespace, name); namespace is `None` for cluster scope.
+pub fn parse_kv_key(key: &str) -> Option<(Option<String>, String)> {
+    let (ns, name) = key.split_once('.')?;
+    let name = untoken(name)?;
+    if ns == CLUSTER_SCOPE {
+        Some((None, name))
+    } else {
+        Some((Some(untoken(ns)?), name))
+    }
+}
+
+/// Subject under which JetStream stores a KV key of `bucket`.
+pub fn kv_subject(bucket: &str, key: &str) -> String {
+    format!("$KV.{bucket}.{key}")
+}
+
+/// Prefix (with trailing dot) of every subject in a KV bucket's stream.
+pub fn kv_subject_prefix(bucket: &str) -> String {
+    format!("$KV.{bucket}.")
+}
+
+/// Filter subject for a KV bucket's stream: all keys, or those of one namespace.
+pub fn kv_filter(bucket: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("$KV.{bucket}.{}.>", ns_token(Some(ns))),
+        None => format!("$KV.{bucket}.>"),
+    }
+}
+
+/// Stream name JetStream uses for a KV bucket.
+pub fn kv_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// Republish destination for a kind's bucket: `drover.objects.<plural>`-rooted, with the
+/// key's two tokens (`<ns>.<name>`) appended, giving
+/// `drover.objects.<namespace>.<plural>.<name>` via a subject mapping.
+///
+/// Returns `(source, destination)` in JetStream republish syntax.
+pub fn kv_republish(kind: &KindInfo, bucket: &str) -> (String, String) {
+    (
+        format!("$KV.{bucket}.*.*"),
+        format!(
+            "{ROOT}.objects.{{{{wildcard(1)}}}}.{}.{{{{wildcard(2)}}}}",
+            plural_token(kind)
+        ),
+    )
+}
+
+fn plural_token(kind: &KindInfo) -> String {
+    if kind.group.is_empty() {
+        kind.plural.to_string()
+    } else {
+        token(&kind.group_resource())
+    }
+}
+
+/// Subject of a change notification for one object (what [`kv_republish`] produces).
+pub fn object(kind: &KindInfo, namespace: Option<&str>, name: &str) -> String {
+    format!(
+        "{ROOT}.objects.{}.{}.{}",
+        ns_token(namespace),
+        plural_token(kind),
+        token(name)
+    )
+}
+
+/// Subject of an event about one object: `drover.events.<namespace>.<kind>.<name>`.
+pub fn event(namespace: Option<&str>, kind: &str, name: &str) -> String {
+    format!(
+        "{ROOT}.events.{}.{}.{}",
+        ns_token(namespace),
+        token(kind),
+        token(name)
+    )
+}
+
+/// Subject a node agent serves requests on (logs, exec, introspection).
+pub fn node_rpc(node: &str, verb: &str) -> String {
+    format!("{ROOT}.node.{}.{}", token(node), token(verb))
+}
+
+/// Subject for liveness announcements of drover processes (used by tests of the
+/// envelope decoder and, later, by membership bootstrap).
+pub fn hello(component: &str) -> String {
+    format!("{ROOT}.hello.{}", token(component))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips() {
+        for name in [
+            "web-1",
+            "node-1.example.com",
+            "system:controller",
+            "a_b",
+            "",
+            "Ünïcode",
+            "x=y",
+        ] {
+            let t = token(name);
+            assert!(
+                !t.contains('.') && !t.contains(' ') && !t.contains('*') && !t.contains('>'),
+                "{t}"
+            );
+            assert!(
+                t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=".contains(c)),
+                "{t}"
+            );
+            assert_eq!(untoken(&t).as_deref(), Some(name), "{name} -> {t}");
+        }
+        assert_eq!(token("node-1.example.com"), "node-1_example_com");
+    }
+
+    #[test]
+    fn untoken_rejects_garbage() {
+        for bad in ["a=", "a=Z", "a=ZZ", "a b", "a.b", "a*"] {
+            assert_eq!(untoken(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        assert_eq!(kv_key(Some("default"), "web.1"), "default.web_1");
+        assert_eq!(kv_key(None, "node-a"), "_.node-a");
+        assert_eq!(
+            parse_kv_key("default.web_1"),
+            Some((Some("default".into()), "web.1".into()))
+        );
+        assert_eq!(parse_kv_key("_.node-a"), Some((None, "node-a".into())));
+        assert_eq!(parse_kv_key("nodot"), None);
+    }
+
+    #[test]
+    fn subjects_are_spelled_as_documented() {
+        let pods = crate::kinds::by_group_kind("", "Pod").unwrap();
+        let deploy = crate::kinds::by_group_kind("apps", "Deployment").unwrap();
+        assert_eq!(
+            object(pods, Some("default"), "web"),
+            "drover.objects.default.pods.web"
+        );
+        assert_eq!(
+            object(deploy, Some("default"), "web"),
+            "drover.objects.default.deployments_apps.web"
+        );
+        assert_eq!(
+            event(Some("default"), "Pod", "web"),
+            "drover.events.default.Pod.web"
+        );
+        assert_eq!(kv_bucket(deploy), "drover-deployments-apps");
+        assert_eq!(
+            kv_filter("drover-pods", Some("kube-system")),
+            "$KV.drover-pods.kube-system.>"
+        );
+    }
+}

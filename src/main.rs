@@ -1,0 +1,166 @@
+//! `drover`: the single binary. Thin: parses the command line and wires crates together.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use drover_actors::natsd::{self, NatsServerConfig, ServerState, Supervisor};
+use drover_actors::restart::RestartPolicy;
+use drover_store::{Store, StoreConfig};
+
+/// Replicas per bucket when drover joins an existing NATS cluster.
+const CLUSTER_REPLICAS: usize = 3;
+/// How long cluster events stay in the events stream.
+const EVENTS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Parser)]
+#[command(
+    name = "drover",
+    version,
+    about = "A container cluster manager that runs Kubernetes manifests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane in the foreground until SIGINT/SIGTERM.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Directory for all state (NATS JetStream store, logs). Default: $XDG_DATA_HOME/drover.
+    #[arg(long, env = "DROVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use an existing NATS cluster (comma-separated URLs) instead of starting nats-server.
+    #[arg(long, value_name = "URLS")]
+    nats: Option<String>,
+    /// Replicas per bucket with --nats.
+    #[arg(long, default_value_t = CLUSTER_REPLICAS)]
+    replicas: usize,
+    /// Client port of the nats-server drover starts.
+    #[arg(long, default_value_t = natsd::DEFAULT_CLIENT_PORT)]
+    nats_port: u16,
+    /// nats-server binary (default: `nats-server` on PATH, >= 2.11).
+    #[arg(long, env = "DROVER_NATS_SERVER")]
+    nats_server: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,async_nats=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(up(args)),
+    }
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("drover"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/drover"))
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let started = Instant::now();
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    let (supervisor, client, replicas, url) = match &args.nats {
+        Some(urls) => {
+            let addrs: Vec<async_nats::ServerAddr> = urls
+                .split(',')
+                .map(|u| {
+                    u.trim()
+                        .parse()
+                        .with_context(|| format!("invalid NATS URL {u:?}"))
+                })
+                .collect::<Result<_>>()?;
+            let client = async_nats::ConnectOptions::new()
+                .name("drover")
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .connect(addrs)
+                .await?;
+            (None, client, args.replicas, urls.clone())
+        }
+        None => {
+            let binary = natsd::find_binary(args.nats_server.as_deref())?;
+            if std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).is_err() {
+                bail!(
+                    "port {} is in use: is another `drover up` running? (choose another with --nats-port)",
+                    args.nats_port
+                );
+            }
+            let mut cfg = NatsServerConfig::single(binary, data_dir.join("nats"), args.nats_port);
+            cfg.server_name = "drover".into();
+            let url = cfg.url();
+            let (supervisor, client) = Supervisor::start(cfg, RestartPolicy::default()).await?;
+            (Some(supervisor), client, 1, url)
+        }
+    };
+
+    let store = Store::new(
+        client.clone(),
+        StoreConfig {
+            replicas,
+            sender: "drover-up".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    store
+        .ensure_buckets(bus_schema::KINDS)
+        .await
+        .context("creating the store's buckets")?;
+    store
+        .ensure_event_stream(EVENTS_MAX_AGE)
+        .await
+        .context("creating the events stream")?;
+    eprintln!(
+        "drover: ready in {} ms (NATS {url}, data in {})",
+        started.elapsed().as_millis(),
+        data_dir.display()
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut state = supervisor.as_ref().map(Supervisor::state);
+    let result = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+            changed = async { match state.as_mut() { Some(s) => s.changed().await.is_ok(), None => std::future::pending().await } } => {
+                if !changed { break Ok(()); }
+                let current = state.as_ref().map(|s| s.borrow().clone());
+                if let Some(ServerState::Failed(why)) = current {
+                    break Err(anyhow::anyhow!(why));
+                }
+            }
+        }
+    };
+    eprintln!("drover: stopping");
+    client.flush().await.ok();
+    drop(store);
+    if let Some(s) = supervisor {
+        s.shutdown().await;
+    }
+    result
+}
