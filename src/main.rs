@@ -48,7 +48,16 @@ struct UpArgs {
     /// nats-server binary (default: `nats-server` on PATH, >= 2.11).
     #[arg(long, env = "DROVER_NATS_SERVER")]
     nats_server: Option<PathBuf>,
+    /// Address the Kubernetes API listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    api_address: std::net::IpAddr,
+    /// Port of the Kubernetes API (HTTPS).
+    #[arg(long, default_value_t = DEFAULT_API_PORT)]
+    api_port: u16,
 }
+
+/// Default HTTPS port of the Kubernetes API (the kube-apiserver's).
+const DEFAULT_API_PORT: u16 = 6443;
 
 fn main() -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -135,11 +144,42 @@ async fn up(args: UpArgs) -> Result<()> {
         .ensure_event_stream(EVENTS_MAX_AGE)
         .await
         .context("creating the events stream")?;
+
+    let pki = drover_gateway::pki::Pki::load_or_create(
+        &data_dir.join("pki"),
+        &[args.api_address.to_string()],
+    )?;
+    let auth = std::sync::Arc::new(drover_gateway::auth::Auth::new(
+        pki.admin_token.clone(),
+        Box::new(drover_gateway::auth::MastersOnly),
+    ));
+    let bind = std::net::SocketAddr::new(args.api_address, args.api_port);
+    let gateway = drover_gateway::Gateway::start(
+        store.clone(),
+        drover_gateway::GatewayConfig {
+            bind,
+            tls: pki.clone(),
+            auth,
+        },
+    )
+    .await
+    .with_context(|| format!("starting the API on {bind}"))?;
+    let host = match args.api_address {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    let kubeconfig = data_dir.join("kubeconfig");
+    pki.write_kubeconfig(
+        &kubeconfig,
+        &format!("https://{host}:{}", gateway.addr.port()),
+    )?;
     eprintln!(
-        "drover: ready in {} ms (NATS {url}, data in {})",
+        "drover: ready in {} ms (NATS {url}, API https://{host}:{}, data in {})",
         started.elapsed().as_millis(),
+        gateway.addr.port(),
         data_dir.display()
     );
+    println!("export KUBECONFIG={}", kubeconfig.display());
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut state = supervisor.as_ref().map(Supervisor::state);
@@ -157,6 +197,7 @@ async fn up(args: UpArgs) -> Result<()> {
         }
     };
     eprintln!("drover: stopping");
+    gateway.stop().await;
     client.flush().await.ok();
     drop(store);
     if let Some(s) = supervisor {

@@ -15,6 +15,8 @@ use tokio::process::{Child, Command};
 struct Up {
     child: Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line seen so far (stdout and stderr interleave in any order).
+    seen: Vec<String>,
 }
 
 impl Up {
@@ -24,13 +26,22 @@ impl Up {
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawning drover");
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
         let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let tx_out = tx.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[drover stdout] {line}");
+                let _ = tx_out.send(line);
+            }
+        });
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
@@ -38,16 +49,27 @@ impl Up {
                 let _ = tx.send(line);
             }
         });
-        Up { child, lines }
+        Up {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     async fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.lines.recv()).await {
-                Ok(Some(line)) if line.contains(needle) => return line,
-                Ok(Some(_)) => continue,
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Ok(None) => panic!(
                     "drover exited before printing {needle:?}: {:?}",
                     self.child.try_wait()
@@ -82,9 +104,36 @@ async fn up_supervises_nats_and_stops_everything_on_sigterm() {
     let port = free_port();
     let port_arg = port.to_string();
     let data = dir.path().to_str().unwrap();
-    let mut up = Up::spawn(&["--data-dir", data, "--nats-port", &port_arg]);
+    let api_port = free_port().to_string();
+    let mut up = Up::spawn(&[
+        "--data-dir",
+        data,
+        "--nats-port",
+        &port_arg,
+        "--api-port",
+        &api_port,
+    ]);
     let ready = up.wait_for("drover: ready in").await;
     eprintln!("{ready}");
+    // The API answers with the kubeconfig drover announces on its own line.
+    let export = up.wait_for("export KUBECONFIG=").await;
+    let kubeconfig = export
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_string();
+    assert_eq!(kubeconfig, dir.path().join("kubeconfig").to_str().unwrap());
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "namespace", "default", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "namespace/default",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let url = format!("nats://127.0.0.1:{port}");
     let client = drover_actors::natsd::wait_ready(&url, Duration::from_secs(10))
@@ -180,7 +229,15 @@ async fn up_joins_an_existing_cluster_with_three_replicas() {
     let cluster = TestCluster::start(3).await;
     let dir = tempfile::tempdir().unwrap();
     let urls = cluster.urls();
-    let mut up = Up::spawn(&["--data-dir", dir.path().to_str().unwrap(), "--nats", &urls]);
+    let api_port = free_port().to_string();
+    let mut up = Up::spawn(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--nats",
+        &urls,
+        "--api-port",
+        &api_port,
+    ]);
     up.wait_for("drover: ready in").await;
     let client = cluster.client().await;
     let js = async_nats::jetstream::new(client);

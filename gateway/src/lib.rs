@@ -1,6 +1,82 @@
-//! The gateway: drover's Kubernetes-compatible declarative API (REST + watch, discovery,
-//! OpenAPI, Table printing, patch and server-side apply, auth), the watch cache, and the
-//! client helpers behind `drover apply/get/describe/delete`.
+//! The gateway: drover's Kubernetes-compatible declarative API.
 //!
-//! It talks to the store (`drover-store`) and to node agents over NATS; it never talks to
-//! containerd. Empty until the gateway issue lands.
+//! Serves discovery (`/version`, `/api`, `/apis`, group-version resource lists), REST for
+//! every kind in `bus_schema::KINDS` (namespaced and cluster-scoped paths, create / get /
+//! list / watch / update / status / delete), Kubernetes `Status` errors with causes, and
+//! bearer-token authentication behind an authorizer seam, over TLS with a CA it
+//! generates ([`pki`]). It talks to the store (`drover-store`) and, later, to node agents
+//! over NATS; it never talks to containerd (Architecture Invariant).
+
+pub mod auth;
+pub mod discovery;
+pub mod patch;
+pub mod pki;
+pub mod rest;
+pub mod status;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use drover_store::Store;
+
+/// Everything the HTTP server needs.
+pub struct GatewayConfig {
+    /// Address to listen on (loopback by default in `drover up`).
+    pub bind: SocketAddr,
+    /// Serving certificate and key (PEM) and the CA that signed them.
+    pub tls: pki::Pki,
+    /// The authenticator and authorizer.
+    pub auth: Arc<auth::Auth>,
+}
+
+/// Shared state of the request handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The object store.
+    pub store: Store,
+    /// Authentication and authorization.
+    pub auth: Arc<auth::Auth>,
+}
+
+/// A running gateway; stops on drop of the handle's `stop`.
+pub struct Gateway {
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Creates the default namespaces and starts serving on `config.bind`.
+    pub async fn start(store: Store, config: GatewayConfig) -> std::io::Result<Gateway> {
+        rest::ensure_default_namespaces(&store)
+            .await
+            .map_err(std::io::Error::other)?;
+        let tls = config.tls.server_config().map_err(std::io::Error::other)?;
+        let state = AppState {
+            store,
+            auth: config.auth,
+        };
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(actix_web::web::Data::new(state.clone()))
+                .app_data(actix_web::web::PayloadConfig::new(rest::MAX_BODY_BYTES))
+                .configure(discovery::routes)
+                .default_service(actix_web::web::to(rest::dispatch))
+        })
+        .workers(2)
+        .bind_rustls_0_23(config.bind, tls)?;
+        let addr = server.addrs().first().copied().unwrap_or(config.bind);
+        let server = server.disable_signals().run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(Gateway { handle, task, addr })
+    }
+
+    /// Stops accepting requests and waits for in-flight ones (watches are cut).
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,858 @@
+//! REST for every stored kind: path parsing, verbs, and their translation to store calls.
+//!
+//! Paths: `/api/v1/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]` and
+//! `/apis/{group}/{version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bus_schema::selector::{FieldSelector, LabelSelector};
+use bus_schema::{KindInfo, kinds};
+use drover_store::{
+    DeleteOptions, DeleteOutcome, ListOptions, Store, StoreError, WatchEvent, WatchOptions,
+};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::RequestAttributes;
+use crate::discovery::{authenticated, has_status};
+use crate::status::{ApiError, success};
+
+/// Largest request body accepted (objects are limited to 1.5 MiB by the store; JSON is
+/// larger than the stored MessagePack).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Interval of BOOKMARK events on watches that ask for them.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default grace period of a pod deletion (Kubernetes' terminationGracePeriodSeconds).
+const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
+
+/// Namespaces every cluster has.
+pub const DEFAULT_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The object a request addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The kind.
+    pub kind: &'static KindInfo,
+    /// Namespace from the path.
+    pub namespace: Option<String>,
+    /// Object name from the path.
+    pub name: Option<String>,
+    /// Subresource (`status`, `scale`, ...).
+    pub subresource: Option<String>,
+}
+
+/// Parses an API path into a [`Target`]. `None` for paths that name no resource.
+pub fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let lookup = |plural: &str| {
+        kinds::KINDS
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)
+    };
+    let owned = |s: &&str| Some(s.to_string());
+    // Namespace objects live at /api/v1/namespaces/{name}[/status|/finalize].
+    let namespace_subresource = |res: &str, tail: &[&str]| {
+        group.is_empty() && matches!(res, "status" | "finalize") && tail.is_empty()
+    };
+    let (namespace, rest): (Option<String>, &[&str]) = match rest {
+        ["namespaces", ns, res, tail @ ..] if !namespace_subresource(res, tail) => {
+            (Some(ns.to_string()), &rest[2..])
+        }
+        _ => (None, rest),
+    };
+    let (kind, name, sub) = match rest {
+        [res] => (lookup(res)?, None, None),
+        [res, name] => (lookup(res)?, owned(name), None),
+        [res, name, sub] => (lookup(res)?, owned(name), owned(sub)),
+        _ => return None,
+    };
+    if namespace.is_some() && !kind.namespaced {
+        return None;
+    }
+    Some(Target {
+        kind,
+        namespace,
+        name,
+        subresource: sub,
+    })
+}
+
+/// Creates the namespaces every cluster has, if missing.
+pub async fn ensure_default_namespaces(store: &Store) -> Result<(), StoreError> {
+    let kind = ns_kind();
+    for ns in DEFAULT_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                          "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        match store.create(kind, obj).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn ns_kind() -> &'static KindInfo {
+    kinds::by_group_kind("", "Namespace").expect("Namespace is in KINDS")
+}
+
+/// The single entry point for resource requests.
+pub async fn dispatch(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    match handle(&req, body, &state).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(message = "request failed", method = %req.method(), path = req.path(), error = %e);
+            e.response()
+        }
+    }
+}
+
+fn query(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+fn verb(method: &Method, target: &Target, q: &HashMap<String, String>) -> &'static str {
+    let watch = q.get("watch").is_some_and(|v| v == "true" || v == "1");
+    match (method.as_str(), target.name.is_some()) {
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unsupported",
+    }
+}
+
+async fn handle(
+    req: &HttpRequest,
+    body: web::Bytes,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
+    let user = authenticated(req, state)?;
+    let target = parse_path(req.path()).ok_or_else(|| ApiError::not_found_path(req.path()))?;
+    let q = query(req);
+    let verb = verb(req.method(), &target, &q);
+    let attrs = RequestAttributes {
+        verb,
+        group: target.kind.group,
+        resource: target.kind.plural,
+        subresource: target.subresource.as_deref(),
+        namespace: target.namespace.as_deref(),
+        name: target.name.as_deref(),
+    };
+    state
+        .auth
+        .authorize(&user, &attrs)
+        .map_err(ApiError::forbidden)?;
+    let store = &state.store;
+    match (verb, target.subresource.as_deref()) {
+        ("list", None) => list(req, store, &target, &q).await,
+        ("watch", None) => watch(store, &target, &q).await,
+        ("get", None | Some("status")) => {
+            let obj = get(store, &target).await?;
+            if wants_table(req) {
+                let meta = json!({"resourceVersion": drover_store::object::meta_str(&obj, "resourceVersion")});
+                let table = crate::table::to_table(
+                    target.kind,
+                    std::slice::from_ref(&obj),
+                    jiff::Timestamp::now(),
+                    include_object(&q),
+                    meta,
+                );
+                return Ok(HttpResponse::Ok().json(table));
+            }
+            Ok(HttpResponse::Ok().json(obj))
+        }
+        ("create", None) => create(store, &target, &q, &body).await,
+        ("update", sub @ (None | Some("status"))) => {
+            update(store, &target, &q, &body, sub == Some("status")).await
+        }
+        ("patch", sub @ (None | Some("status"))) => {
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            patch(store, &target, &q, ct, &body, sub == Some("status")).await
+        }
+        ("delete", None) => delete(store, &target, &q, &body).await,
+        ("deletecollection", None) => delete_collection(store, &target, &q).await,
+        (v, sub) => Err(ApiError::method_not_allowed(
+            &v.to_uppercase(),
+            &format!(
+                "{}{}",
+                target.kind.plural,
+                sub.map(|s| format!("/{s}")).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+fn name_of(target: &Target) -> &str {
+    target.name.as_deref().unwrap_or("")
+}
+
+async fn get(store: &Store, target: &Target) -> Result<Value, ApiError> {
+    let name = name_of(target);
+    store
+        .get(target.kind, target.namespace.as_deref(), name)
+        .await
+        .map_err(|e| ApiError::from_store(target.kind, name, e))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+/// Checks the body's type and namespace against the URL and fills what is missing.
+fn reconcile_body(target: &Target, obj: &mut Value) -> Result<(), ApiError> {
+    let kind = target.kind;
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+        && av != kind.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            kind.api_version()
+        )));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && k != kind.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            kind.kind
+        )));
+    }
+    obj["apiVersion"] = json!(kind.api_version());
+    obj["kind"] = json!(kind.kind);
+    if kind.namespaced {
+        let url_ns = target.namespace.as_deref().unwrap_or("");
+        let meta = drover_store::object::meta_mut(obj);
+        match meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            Some(ns) if !url_ns.is_empty() && ns != url_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            Some(_) => {}
+            None if !url_ns.is_empty() => {
+                meta.insert("namespace".into(), json!(url_ns));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported dryRun value {other:?}: supported values are \"All\""
+        ))),
+    }
+}
+
+async fn require_namespace(store: &Store, namespace: &str) -> Result<(), ApiError> {
+    match store.get(ns_kind(), None, namespace).await {
+        Ok(ns) if drover_store::object::is_terminating(&ns) => Err(ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+            details: None,
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::from_store(ns_kind(), namespace, e)),
+    }
+}
+
+async fn create(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let mut obj = parse_json(body)?;
+    reconcile_body(target, &mut obj)?;
+    let kind = target.kind;
+    if kind.namespaced
+        && let Some(ns) = drover_store::object::namespace(&obj)
+    {
+        require_namespace(store, ns).await?;
+    }
+    if kind.kind == "Namespace" {
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        obj["status"] = json!({"phase": "Active"});
+        let name = drover_store::object::name(&obj).to_string();
+        drover_store::object::meta_mut(&mut obj)
+            .entry("labels")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|l| l.insert("kubernetes.io/metadata.name".into(), json!(name)));
+    }
+    let name = drover_store::object::name(&obj).to_string();
+    if dry_run(q)? {
+        let validated = bus_schema::validation::validate_object(kind, &obj);
+        return match validated {
+            Ok(()) => Ok(HttpResponse::Created().json(obj)),
+            Err(errors) => Err(ApiError::from_store(
+                kind,
+                &name,
+                StoreError::Invalid {
+                    kind: kind.group_resource(),
+                    name: name.clone(),
+                    errors,
+                },
+            )),
+        };
+    }
+    let created = store
+        .create(kind, obj)
+        .await
+        .map_err(|e| ApiError::from_store(kind, &name, e))?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn update(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+    body: &[u8],
+    status_only: bool,
+) -> Result<HttpResponse, ApiError> {
+    let obj = parse_json(body)?;
+    let updated = write(store, target, obj, status_only, dry_run(q)?).await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+/// Patch attempts when the object changes between read and write (only for patches
+/// that do not pin a resourceVersion themselves).
+const PATCH_ATTEMPTS: usize = 8;
+
+async fn patch(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+    content_type: &str,
+    body: &[u8],
+    status_only: bool,
+) -> Result<HttpResponse, ApiError> {
+    use crate::patch::{self, PatchType};
+    let kind = target.kind;
+    let name = name_of(target).to_string();
+    let patch_type = PatchType::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+    let dry = dry_run(q)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = get(store, target).await?;
+        let patched = match patch_type {
+            PatchType::Json => patch::apply_json_patch(&current, body),
+            PatchType::Merge => patch::apply_merge_patch(&current, body),
+            PatchType::Strategic => patch::apply_strategic_merge_patch(kind.kind, &current, body),
+            PatchType::Apply => return Err(ApiError::unsupported_media_type(content_type)),
+        };
+        let mut patched = patched.map_err(|e| ApiError {
+            code: e.status_code(),
+            reason: match e.status_code() {
+                415 => "UnsupportedMediaType",
+                422 => "Invalid",
+                _ => "BadRequest",
+            },
+            message: e.to_string(),
+            details: None,
+        })?;
+        let current_rv = drover_store::object::meta_str(&current, "resourceVersion")
+            .unwrap_or("")
+            .to_string();
+        let pinned = drover_store::object::meta_str(&patched, "resourceVersion")
+            .is_some_and(|rv| rv != current_rv);
+        if !pinned {
+            drover_store::object::meta_mut(&mut patched)
+                .insert("resourceVersion".into(), json!(current_rv));
+        }
+        match write(store, target, patched, status_only, dry).await {
+            Err(e) if e.reason == "Conflict" && !pinned => continue,
+            Ok(obj) => return Ok(HttpResponse::Ok().json(obj)),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::from_store(
+        kind,
+        &name,
+        StoreError::Conflict {
+            kind: kind.group_resource(),
+            name: name.clone(),
+            reason: "the object keeps changing; retry".into(),
+        },
+    ))
+}
+
+/// Writes a whole object (PUT, and the result of a PATCH).
+async fn write(
+    store: &Store,
+    target: &Target,
+    mut obj: Value,
+    status_only: bool,
+    dry: bool,
+) -> Result<Value, ApiError> {
+    reconcile_body(target, &mut obj)?;
+    let kind = target.kind;
+    let name = name_of(target).to_string();
+    match drover_store::object::meta_str(&obj, "name") {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            drover_store::object::meta_mut(&mut obj).insert("name".into(), json!(name));
+        }
+    }
+    let current = get(store, target).await?;
+    let merged = if status_only {
+        // The status subresource changes only the status.
+        let mut m = current.clone();
+        m["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+        if let Some(rv) = drover_store::object::meta_str(&obj, "resourceVersion") {
+            drover_store::object::meta_mut(&mut m).insert("resourceVersion".into(), json!(rv));
+        }
+        m
+    } else if has_status(kind) {
+        // Writes to the main resource leave the status alone.
+        let mut m = obj;
+        match current.get("status") {
+            Some(s) => m["status"] = s.clone(),
+            None => {
+                m.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+        m
+    } else {
+        obj
+    };
+    if dry {
+        return Ok(merged);
+    }
+    store
+        .update(kind, merged)
+        .await
+        .map_err(|e| ApiError::from_store(kind, &name, e))
+}
+
+async fn delete(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let kind = target.kind;
+    let name = name_of(target).to_string();
+    let opts_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let grace = q
+        .get("gracePeriodSeconds")
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {s:?}")))
+        })
+        .transpose()?
+        .or_else(|| opts_body.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let mut opts = DeleteOptions {
+        uid: opts_body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: opts_body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        grace_period_seconds: grace,
+    };
+    if kind.kind == "Pod" && opts.grace_period_seconds.is_none() {
+        // A pod bound to a node stops gracefully (its agent deletes it with grace 0 when
+        // the containers are gone); an unbound pod has nothing to stop.
+        let current = get(store, target).await?;
+        if current
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        {
+            let spec_grace = current
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            opts.grace_period_seconds = Some(spec_grace.unwrap_or(DEFAULT_POD_GRACE_SECONDS));
+        }
+    }
+    if dry_run(q)? {
+        let current = get(store, target).await?;
+        return Ok(HttpResponse::Ok().json(current));
+    }
+    match store
+        .delete(kind, target.namespace.as_deref(), &name, &opts)
+        .await
+    {
+        Ok(DeleteOutcome::Deleted(obj)) => Ok(HttpResponse::Ok().json(if kind.kind == "Pod" {
+            obj
+        } else {
+            success(kind, &name, drover_store::object::meta_str(&obj, "uid"))
+        })),
+        Ok(DeleteOutcome::Terminating(obj)) => Ok(HttpResponse::Ok().json(obj)),
+        Err(e) => Err(ApiError::from_store(kind, &name, e)),
+    }
+}
+
+async fn delete_collection(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+) -> Result<HttpResponse, ApiError> {
+    let list_opts = list_options(target, q)?;
+    let kind = target.kind;
+    let listed = store
+        .list(kind, target.namespace.as_deref(), &list_opts)
+        .await
+        .map_err(|e| ApiError::from_store(kind, "", e))?;
+    let mut items = Vec::new();
+    for obj in listed.items {
+        let name = drover_store::object::name(&obj).to_string();
+        let ns = drover_store::object::namespace(&obj).map(str::to_string);
+        match store
+            .delete(kind, ns.as_deref(), &name, &DeleteOptions::default())
+            .await
+        {
+            Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Terminating(o)) => items.push(o),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(ApiError::from_store(kind, &name, e)),
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {}, "items": items})))
+}
+
+/// Field selectors each kind supports (Kubernetes' per-kind field label conversions).
+fn supported_field(kind: &KindInfo, field: &str) -> bool {
+    matches!(field, "metadata.name" | "metadata.namespace")
+        || match kind.kind {
+            "Pod" => matches!(
+                field,
+                "spec.nodeName"
+                    | "status.phase"
+                    | "spec.restartPolicy"
+                    | "spec.schedulerName"
+                    | "spec.serviceAccountName"
+                    | "status.podIP"
+                    | "status.nominatedNodeName"
+            ),
+            "Event" => matches!(
+                field,
+                "involvedObject.kind"
+                    | "involvedObject.namespace"
+                    | "involvedObject.name"
+                    | "involvedObject.uid"
+                    | "involvedObject.apiVersion"
+                    | "involvedObject.resourceVersion"
+                    | "involvedObject.fieldPath"
+                    | "reason"
+                    | "reportingComponent"
+                    | "source"
+                    | "type"
+            ),
+            "Secret" => field == "type",
+            "Node" => field == "spec.unschedulable",
+            "Namespace" => field == "status.phase",
+            "ReplicaSet" | "Job" => field == "status.replicas" || field == "status.successful",
+            _ => false,
+        }
+}
+
+fn list_options(target: &Target, q: &HashMap<String, String>) -> Result<ListOptions, ApiError> {
+    let label_selector = match q.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            LabelSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
+        None => None,
+    };
+    let field_selector = match q.get("fieldSelector").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let fs = FieldSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+            if let Some(bad) = fs.fields().find(|f| !supported_field(target.kind, f)) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {bad}"
+                )));
+            }
+            Some(fs)
+        }
+        None => None,
+    };
+    let limit = match q.get("limit").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {s:?}")))?,
+        ),
+        None => None,
+    };
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: q.get("continue").cloned().filter(|s| !s.is_empty()),
+    })
+}
+
+async fn list(
+    req: &HttpRequest,
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+) -> Result<HttpResponse, ApiError> {
+    let opts = list_options(target, q)?;
+    let kind = target.kind;
+    let listed = store
+        .list(kind, target.namespace.as_deref(), &opts)
+        .await
+        .map_err(|e| ApiError::from_store(kind, "", e))?;
+    let mut meta = json!({"resourceVersion": listed.resource_version.to_string()});
+    if let Some(c) = &listed.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(n) = listed.remaining_item_count {
+        meta["remainingItemCount"] = json!(n);
+    }
+    if wants_table(req) {
+        let table = crate::table::to_table(
+            kind,
+            &listed.items,
+            jiff::Timestamp::now(),
+            include_object(q),
+            meta,
+        );
+        return Ok(HttpResponse::Ok().json(table));
+    }
+    Ok(HttpResponse::Ok().json(json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": meta, "items": listed.items})))
+}
+
+/// Whether the client asked for a meta.k8s.io Table (kubectl get does).
+fn wants_table(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
+        })
+}
+
+fn include_object(q: &HashMap<String, String>) -> crate::table::IncludeObject {
+    crate::table::IncludeObject::parse(q.get("includeObject").map(String::as_str))
+}
+
+fn watch_line(event_type: &str, object: &Value) -> web::Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    web::Bytes::from(line)
+}
+
+async fn watch(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+) -> Result<HttpResponse, ApiError> {
+    let opts = list_options(target, q)?;
+    let kind = target.kind;
+    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let namespace = target.namespace.clone();
+    // "" and "0" mean "start from any state": send the current objects as ADDED first.
+    let (initial, from) = if rv.is_empty() || rv == "0" {
+        let listed = store
+            .list(
+                kind,
+                namespace.as_deref(),
+                &ListOptions {
+                    label_selector: opts.label_selector.clone(),
+                    field_selector: opts.field_selector.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ApiError::from_store(kind, "", e))?;
+        (listed.items, listed.resource_version)
+    } else {
+        let from = rv
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+        (Vec::new(), from)
+    };
+    let watch_opts = WatchOptions {
+        bookmark_interval: bookmarks.then_some(BOOKMARK_INTERVAL),
+    };
+    let started = store
+        .watch(kind, namespace.as_deref(), from, watch_opts)
+        .await;
+    let stream = async_stream::stream! {
+        for obj in initial {
+            yield Ok::<_, actix_web::Error>(watch_line("ADDED", &obj));
+        }
+        let mut w = match started {
+            Ok(w) => w,
+            Err(e) => {
+                // Kubernetes answers an expired watch with 200 and one ERROR event.
+                yield Ok(watch_line("ERROR", &ApiError::from_store(kind, "", e).to_status()));
+                return;
+            }
+        };
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, w.next()).await { Ok(n) => n, Err(_) => return },
+                None => w.next().await,
+            };
+            let event = match next {
+                None => return,
+                Some(Err(e)) => {
+                    yield Ok(watch_line("ERROR", &ApiError::from_store(kind, "", e).to_status()));
+                    return;
+                }
+                Some(Ok(ev)) => ev,
+            };
+            let (ty, obj) = match event {
+                WatchEvent::Added(o) => ("ADDED", o),
+                WatchEvent::Modified(o) => ("MODIFIED", o),
+                WatchEvent::Deleted(o) => ("DELETED", o),
+                WatchEvent::Bookmark(rv) => {
+                    yield Ok(watch_line("BOOKMARK", &json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": {"resourceVersion": rv.to_string()}})));
+                    continue;
+                }
+            };
+            let labels_ok = opts.label_selector.as_ref().is_none_or(|s| s.matches(&drover_store::object::labels(&obj)));
+            let fields_ok = opts.field_selector.as_ref().is_none_or(|s| s.matches(&obj));
+            if labels_ok && fields_ok {
+                yield Ok(watch_line(ty, &obj));
+            }
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Transfer-Encoding", "chunked"))
+        .streaming(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (plural, namespace, name, subresource)
+    type Expected<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn check(path: &str, want: Option<Expected<'_>>) {
+        let got = parse_path(path).map(|t| (t.kind.plural, t.namespace, t.name, t.subresource));
+        let want = want.map(|(k, ns, n, s)| {
+            (
+                k,
+                ns.map(String::from),
+                n.map(String::from),
+                s.map(String::from),
+            )
+        });
+        assert_eq!(got, want, "{path}");
+    }
+
+    #[test]
+    fn paths() {
+        check("/api/v1/pods", Some(("pods", None, None, None)));
+        check(
+            "/api/v1/namespaces/default/pods",
+            Some(("pods", Some("default"), None, None)),
+        );
+        check(
+            "/api/v1/namespaces/default/pods/web",
+            Some(("pods", Some("default"), Some("web"), None)),
+        );
+        check(
+            "/api/v1/namespaces/default/pods/web/status",
+            Some(("pods", Some("default"), Some("web"), Some("status"))),
+        );
+        check("/api/v1/namespaces", Some(("namespaces", None, None, None)));
+        check(
+            "/api/v1/namespaces/default",
+            Some(("namespaces", None, Some("default"), None)),
+        );
+        check(
+            "/api/v1/namespaces/default/status",
+            Some(("namespaces", None, Some("default"), Some("status"))),
+        );
+        check(
+            "/api/v1/namespaces/default/finalize",
+            Some(("namespaces", None, Some("default"), Some("finalize"))),
+        );
+        check("/api/v1/nodes/n1", Some(("nodes", None, Some("n1"), None)));
+        check(
+            "/apis/apps/v1/namespaces/ns1/deployments/web/scale",
+            Some(("deployments", Some("ns1"), Some("web"), Some("scale"))),
+        );
+        check(
+            "/apis/apps/v1/deployments",
+            Some(("deployments", None, None, None)),
+        );
+        check(
+            "/apis/drover.io/v1/namespaces/a/trafficsplits/x",
+            Some(("trafficsplits", Some("a"), Some("x"), None)),
+        );
+        check("/api/v1/namespaces/default/nodes", None);
+        check("/api/v2/pods", None);
+        check("/apis/apps/v1/pods", None);
+        check("/api/v1/pods/a/b/c", None);
+        check("/nope", None);
+    }
+}
