@@ -9,12 +9,14 @@
 //! PID, also on error or Ctrl-C.
 
 mod backend;
+mod disk;
 mod report;
 mod servers;
 mod workload;
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -32,7 +34,7 @@ const FULL_WATCHERS: usize = 1000;
 const FULL_LIST_REPEATS: usize = 20;
 const FULL_WATCH_UPDATES: usize = 500;
 const FULL_FANOUT_WRITES: usize = 200;
-const FULL_ROUNDS: usize = 3;
+const FULL_ROUNDS: usize = 5;
 const QUICK_OBJECTS: usize = 200;
 const QUICK_WATCHERS: usize = 100;
 const QUICK_LIST_REPEATS: usize = 5;
@@ -41,6 +43,8 @@ const QUICK_FANOUT_WRITES: usize = 20;
 const QUICK_ROUNDS: usize = 1;
 /// Clients in flight in the concurrent phases.
 const DEFAULT_CONCURRENCY: usize = 32;
+/// How long the disk's durable-write rate is probed, before and after the rounds.
+const DISK_PROBE: Duration = Duration::from_secs(2);
 /// Random gets per object.
 const GETS_PER_OBJECT: usize = 2;
 
@@ -84,7 +88,7 @@ struct Args {
     /// Writes observed by every fan-out watcher [default: 200, quick 20].
     #[arg(long)]
     fanout_writes: Option<usize>,
-    /// Rounds per system; the table shows the median [default: 3, quick 1].
+    /// Rounds per system; the table shows the median [default: 5, quick 1].
     #[arg(long)]
     rounds: Option<usize>,
     /// Run only this system.
@@ -155,7 +159,8 @@ async fn main() -> Result<()> {
 async fn run_all(args: &Args) -> Result<()> {
     let params = args.params();
     let rounds = args.rounds();
-    let env = report::Environment::collect();
+    let mut env = report::Environment::collect();
+    env.disk_before = Some(disk::probe(DISK_PROBE)?);
     let object_bytes = PodFactory::new(workload::TARGET_OBJECT_BYTES)?.encoded_len()?;
     eprintln!("store-bench: {params:?}, {rounds} round(s), objects of {object_bytes} B");
     let systems: Vec<System> = [System::Drover, System::Etcd]
@@ -184,6 +189,7 @@ async fn run_all(args: &Args) -> Result<()> {
                 .path()
                 .join(format!("{}-{round}.json", system.name()));
             let results = run_child(args, &params, system, &out).await?;
+            eprintln!("store-bench:   {}", summary(&results));
             match system {
                 System::Drover => drover_rounds.push(results),
                 System::Etcd => etcd_rounds.push(results),
@@ -191,22 +197,28 @@ async fn run_all(args: &Args) -> Result<()> {
         }
     }
 
-    let drover = SystemResults::median(&drover_rounds);
-    let etcd = SystemResults::median(&etcd_rounds);
-    let markdown = report::render(
-        &env,
-        &params,
-        rounds,
-        object_bytes,
-        drover.as_ref(),
-        etcd.as_ref(),
-    );
+    env.disk_after = Some(disk::probe(DISK_PROBE)?);
+    let markdown = report::render(&env, &params, object_bytes, &drover_rounds, &etcd_rounds);
     println!("{markdown}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("store-bench: wrote {}", path.display());
     }
     Ok(())
+}
+
+/// One line per round: every throughput.
+fn summary(results: &SystemResults) -> String {
+    let rates: Vec<String> = results
+        .rows
+        .iter()
+        .filter_map(|(label, m)| {
+            m.rate
+                .as_ref()
+                .map(|r| format!("{label}: {:.0} {}", r.per_s, r.unit))
+        })
+        .collect();
+    rates.join("; ")
 }
 
 /// Runs one round of `system` in a fresh process of this binary.

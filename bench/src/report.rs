@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::disk::SyncProbe;
 use crate::workload::{Footprint, Measurement, Params, Rate, SystemResults};
 
 /// Where and with what the run happened.
@@ -23,6 +24,10 @@ pub struct Environment {
     pub nats_version: String,
     /// First line of `etcd --version`.
     pub etcd_version: String,
+    /// The disk's durable-write rate before the rounds.
+    pub disk_before: Option<SyncProbe>,
+    /// The disk's durable-write rate after the rounds.
+    pub disk_after: Option<SyncProbe>,
 }
 
 impl Environment {
@@ -56,6 +61,8 @@ impl Environment {
             kernel: first_line_of("uname", &["-srm"]),
             nats_version: first_line_of("nats-server", &["--version"]),
             etcd_version: first_line_of("etcd", &["--version"]),
+            disk_before: None,
+            disk_after: None,
         }
     }
 }
@@ -108,6 +115,13 @@ fn fmt_bytes(b: Option<i64>) -> String {
     }
 }
 
+fn fmt_mib(b: Option<i64>) -> String {
+    match b {
+        Some(b) => format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)),
+        None => "—".into(),
+    }
+}
+
 fn cells(m: Option<&Measurement>) -> [String; 3] {
     match m {
         Some(m) => [fmt_latency(m.p50), fmt_latency(m.p99), fmt_rate(&m.rate)],
@@ -119,11 +133,14 @@ fn cells(m: Option<&Measurement>) -> [String; 3] {
 pub fn render(
     env: &Environment,
     params: &Params,
-    rounds: usize,
     object_bytes: usize,
-    drover: Option<&SystemResults>,
-    etcd: Option<&SystemResults>,
+    drover_rounds: &[SystemResults],
+    etcd_rounds: &[SystemResults],
 ) -> String {
+    let rounds = drover_rounds.len().max(etcd_rounds.len());
+    let drover_median = SystemResults::median(drover_rounds);
+    let etcd_median = SystemResults::median(etcd_rounds);
+    let (drover, etcd) = (drover_median.as_ref(), etcd_median.as_ref());
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -140,6 +157,22 @@ pub fn render(
         "- Versions: {}; {} (Debian `etcd-server`).",
         env.nats_version, env.etcd_version
     );
+    if let (Some(before), Some(after)) = (&env.disk_before, &env.disk_after) {
+        let probe = |p: &SyncProbe| {
+            format!(
+                "{} syncs/s (p50 {}, p99 {})",
+                thousands(p.per_s.round() as u64),
+                fmt_latency(p.p50),
+                fmt_latency(p.p99)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "- Disk under the data dirs, back-to-back 1 KiB write + fdatasync: {} before the rounds, {} after.",
+            probe(before),
+            probe(after)
+        );
+    }
     let _ = writeln!(
         out,
         "- Durability: drover = JetStream file store with `sync_interval: always` (fsync before every ack), \
@@ -216,19 +249,63 @@ pub fn render(
         setup(&df),
         setup(&ef)
     );
+    let server_rss = |f: &Footprint| match (f.server_rss, f.server_rss_growth) {
+        (Some(_), Some(_)) => format!(
+            "{} ({} for the watchers)",
+            fmt_mib(f.server_rss),
+            fmt_bytes(f.server_rss_growth)
+        ),
+        _ => "—".into(),
+    };
     let _ = writeln!(
         out,
-        "| server RSS growth | {} | {} |",
-        fmt_bytes(df.server_rss_growth),
-        fmt_bytes(ef.server_rss_growth)
+        "| server RSS with the watchers open | {} | {} |",
+        server_rss(&df),
+        server_rss(&ef)
     );
     let _ = writeln!(
         out,
-        "| bench (client) RSS growth | {} | {} |",
-        fmt_bytes(df.bench_rss_growth),
-        fmt_bytes(ef.bench_rss_growth)
+        "| bench (client) process RSS with the watchers open | {} | {} |",
+        fmt_mib(df.bench_rss),
+        fmt_mib(ef.bench_rss)
     );
+    render_spread(&mut out, drover_rounds, etcd_rounds);
     out
+}
+
+/// Every round's throughput, so the noise of the machine is visible next to the medians.
+fn render_spread(out: &mut String, drover_rounds: &[SystemResults], etcd_rounds: &[SystemResults]) {
+    if drover_rounds.len().max(etcd_rounds.len()) < 2 {
+        return;
+    }
+    let _ = writeln!(out, "\nThroughput of each round, in run order:\n");
+    let _ = writeln!(out, "| operation | drover | etcd |");
+    let _ = writeln!(out, "|---|---|---|");
+    let first = drover_rounds.first().or(etcd_rounds.first());
+    for (label, m) in first.map(|r| r.rows.as_slice()).unwrap_or_default() {
+        let Some(unit) = m.rate.as_ref().map(|r| r.unit.as_str()) else {
+            continue;
+        };
+        let each = |rounds: &[SystemResults]| {
+            let rates: Vec<String> = rounds
+                .iter()
+                .filter_map(|r| r.rows.iter().find(|(l, _)| l == label))
+                .filter_map(|(_, m)| m.rate.as_ref())
+                .map(|r| thousands(r.per_s.round() as u64))
+                .collect();
+            if rates.is_empty() {
+                "—".into()
+            } else {
+                rates.join(" / ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {label} ({unit}) | {} | {} |",
+            each(drover_rounds),
+            each(etcd_rounds)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -179,8 +179,12 @@ pub struct Footprint {
     pub setup: Duration,
     /// Growth of the server's resident memory with the watchers open.
     pub server_rss_growth: Option<i64>,
-    /// Growth of the bench process's resident memory with the watchers open.
-    pub bench_rss_growth: Option<i64>,
+    /// The server's resident memory with the watchers open.
+    pub server_rss: Option<i64>,
+    /// The bench process's resident memory with the watchers open. A growth figure
+    /// would mislead here: the allocator hands back what earlier phases freed while the
+    /// watchers are being set up.
+    pub bench_rss: Option<i64>,
 }
 
 /// Everything measured on one system, rows in a fixed order.
@@ -221,7 +225,8 @@ impl SystemResults {
             watchers: first.footprint.watchers,
             setup: median_duration(footprints.iter().map(|f| f.setup)),
             server_rss_growth: median_i64(footprints.iter().filter_map(|f| f.server_rss_growth)),
-            bench_rss_growth: median_i64(footprints.iter().filter_map(|f| f.bench_rss_growth)),
+            server_rss: median_i64(footprints.iter().filter_map(|f| f.server_rss)),
+            bench_rss: median_i64(footprints.iter().filter_map(|f| f.bench_rss)),
         };
         let mut notes: Vec<String> = rounds
             .iter()
@@ -513,7 +518,6 @@ async fn fan_out<B: Backend>(
     server_pid: Option<u32>,
 ) -> Result<FanOut> {
     let server_rss_before = server_pid.and_then(servers::rss_bytes_of_pid);
-    let bench_rss_before = servers::own_rss_bytes();
     let setup_started = Instant::now();
     let streams = backend.watch_many(NAMESPACE, after, n_watchers).await?;
     let setup = setup_started.elapsed();
@@ -581,11 +585,10 @@ async fn fan_out<B: Backend>(
         }
         if write_idx == 0 {
             // After the warm-up every watcher has buffers and a decoded event behind it.
-            footprint.server_rss_growth = delta(
-                server_pid.and_then(servers::rss_bytes_of_pid),
-                server_rss_before,
-            );
-            footprint.bench_rss_growth = delta(servers::own_rss_bytes(), bench_rss_before);
+            let server_rss = server_pid.and_then(servers::rss_bytes_of_pid);
+            footprint.server_rss_growth = delta(server_rss, server_rss_before);
+            footprint.server_rss = server_rss.map(|b| b as i64);
+            footprint.bench_rss = servers::own_rss_bytes().map(|b| b as i64);
             measured_from = Instant::now();
         } else {
             record(&mut last_watcher, last.saturating_duration_since(t0));

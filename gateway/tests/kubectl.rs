@@ -258,17 +258,31 @@ async fn kubectl_create_get_label_delete_round_trip() {
     // Server-side Table printing: the columns kubectl users know.
     let deploys = c.ok(&["get", "deployments"]);
     let header: Vec<&str> = deploys.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{deploys}");
-    assert!(deploys.lines().nth(1).unwrap().starts_with("web "), "{deploys}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{deploys}"
+    );
+    assert!(
+        deploys.lines().nth(1).unwrap().starts_with("web "),
+        "{deploys}"
+    );
     c.ok(&["run", "p1", "--image=busybox:1"]);
     let pods = c.ok(&["get", "pods"]);
     let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
     let row: Vec<&str> = pods.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["p1", "0/1", "Pending", "0"], "{pods}");
     let wide = c.ok(&["get", "pods", "-o", "wide"]);
     let header = wide.lines().next().unwrap();
-    assert!(header.contains(" IP ") && header.contains(" NODE "), "{wide}");
+    assert!(
+        header.contains(" IP ") && header.contains(" NODE "),
+        "{wide}"
+    );
     // An unbound pod has nothing to stop: it is deleted at once.
     c.ok(&["delete", "pod", "p1"]);
     assert_eq!(c.ok(&["get", "pods", "-o", "name"]).trim(), "");

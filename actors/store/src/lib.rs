@@ -59,6 +59,11 @@ pub const DEFAULT_HISTORY: i64 = 16;
 /// headers above [`MAX_OBJECT_BYTES`].
 pub const NATS_MAX_PAYLOAD: usize = 2 * 1024 * 1024;
 
+/// Concurrent watches plus lists one bucket serves (each is a JetStream consumer).
+/// Until the gateway's watch cache multiplexes client watches (issue 3), every client
+/// watch is one consumer, so this is far above nats-server's default of 1,000.
+pub const MAX_CONSUMERS_PER_BUCKET: i32 = 100_000;
+
 /// How many times create retries a `generateName` collision.
 const GENERATE_NAME_ATTEMPTS: usize = 8;
 
@@ -264,11 +269,23 @@ impl Store {
                 }
             }
         };
+        // Every watch and list is a consumer of the bucket's stream; nats-server caps a
+        // stream at 1,000 consumers unless the stream sets its own limit.
+        let mut stream = kv.stream;
+        let info = stream.info().await.map_err(StoreError::nats)?.clone();
+        if info.config.max_consumers != MAX_CONSUMERS_PER_BUCKET {
+            let mut config = info.config.clone();
+            config.max_consumers = MAX_CONSUMERS_PER_BUCKET;
+            self.inner.js.update_stream(config).await.map_err(|e| {
+                StoreError::nats(format!("raising the consumer limit of {name}: {e}"))
+            })?;
+        }
+        let kv_stream = stream;
         let bucket = Bucket {
             kind,
             prefix: subjects::kv_subject_prefix(&name),
             name: name.clone(),
-            stream: kv.stream,
+            stream: kv_stream,
         };
         self.inner
             .buckets

@@ -787,3 +787,28 @@ async fn invalid_objects_return_every_field_error_and_write_nothing() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_a_thousand_concurrent_watches_of_one_bucket() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let k = cm_kind();
+    let start = store
+        .list(k, None, &ListOptions::default())
+        .await
+        .unwrap()
+        .resource_version;
+    let mut watches = Vec::new();
+    for _ in 0..1100 {
+        watches.push(
+            store
+                .watch(k, None, start, WatchOptions::default())
+                .await
+                .expect("watch beyond nats-server's default consumer cap"),
+        );
+    }
+    let created = store.create(k, cm("default", "fanout", &[])).await.unwrap();
+    for w in &mut watches {
+        assert_eq!(next_event(w).await.revision(), rv(&created));
+    }
+}
