@@ -550,10 +550,7 @@ async fn delete_collection(
 ) -> Result<HttpResponse, ApiError> {
     let list_opts = list_options(target, q)?;
     let kind = target.kind;
-    let listed = store
-        .list(kind, target.namespace.as_deref(), &list_opts)
-        .await
-        .map_err(|e| ApiError::from_store(kind, "", e))?;
+    let listed = list_objects(store, target, &list_opts).await?;
     let mut items = Vec::new();
     for obj in listed.items {
         let name = drover_store::object::name(&obj).to_string();
@@ -568,6 +565,18 @@ async fn delete_collection(
         }
     }
     Ok(HttpResponse::Ok().json(json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(), "metadata": {}, "items": items})))
+}
+
+/// Lists the target's kind in the target's namespace (or all).
+async fn list_objects(
+    store: &Store,
+    target: &Target,
+    opts: &ListOptions,
+) -> Result<drover_store::ObjectList, ApiError> {
+    store
+        .list(target.kind, target.namespace.as_deref(), opts)
+        .await
+        .map_err(|e| ApiError::from_store(target.kind, "", e))
 }
 
 /// Field selectors each kind supports (Kubernetes' per-kind field label conversions).
@@ -650,10 +659,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let opts = list_options(target, q)?;
     let kind = target.kind;
-    let listed = store
-        .list(kind, target.namespace.as_deref(), &opts)
-        .await
-        .map_err(|e| ApiError::from_store(kind, "", e))?;
+    let listed = list_objects(store, target, &opts).await?;
     let mut meta = json!({"resourceVersion": listed.resource_version.to_string()});
     if let Some(c) = &listed.continue_token {
         meta["continue"] = json!(c);
@@ -715,18 +721,12 @@ async fn watch(
     let namespace = target.namespace.clone();
     // "" and "0" mean "start from any state": send the current objects as ADDED first.
     let (initial, from) = if rv.is_empty() || rv == "0" {
-        let listed = store
-            .list(
-                kind,
-                namespace.as_deref(),
-                &ListOptions {
-                    label_selector: opts.label_selector.clone(),
-                    field_selector: opts.field_selector.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| ApiError::from_store(kind, "", e))?;
+        let unpaged = ListOptions {
+            label_selector: opts.label_selector.clone(),
+            field_selector: opts.field_selector.clone(),
+            ..Default::default()
+        };
+        let listed = list_objects(store, target, &unpaged).await?;
         (listed.items, listed.resource_version)
     } else {
         let from = rv
