@@ -64,6 +64,11 @@ pub const NATS_MAX_PAYLOAD: usize = 2 * 1024 * 1024;
 /// watch is one consumer, so this is far above nats-server's default of 1,000.
 pub const MAX_CONSUMERS_PER_BUCKET: i32 = 100_000;
 
+/// Attempts to create a bucket while a NATS cluster forms (x [`BUCKET_CREATE_RETRY`]).
+const BUCKET_CREATE_ATTEMPTS: usize = 60;
+/// Pause between bucket creation attempts.
+const BUCKET_CREATE_RETRY: Duration = Duration::from_millis(250);
+
 /// How many times create retries a `generateName` collision.
 const GENERATE_NAME_ATTEMPTS: usize = 8;
 
@@ -260,12 +265,27 @@ impl Store {
                     }),
                     ..Default::default()
                 };
-                match self.inner.js.create_key_value(config).await {
-                    Ok(kv) => kv,
-                    // Another process created it between our get and create.
-                    Err(create_err) => self.inner.js.get_key_value(&name).await.map_err(|_| {
-                        StoreError::nats(format!("creating bucket {name}: {create_err}"))
-                    })?,
+                // A NATS cluster that is still forming answers "no suitable peers for
+                // placement" until enough servers have joined: retry for a while.
+                let mut attempt = 0;
+                loop {
+                    match self.inner.js.create_key_value(config.clone()).await {
+                        Ok(kv) => break kv,
+                        // Another process created it between our get and create.
+                        Err(create_err) => match self.inner.js.get_key_value(&name).await {
+                            Ok(kv) => break kv,
+                            Err(_) if attempt < BUCKET_CREATE_ATTEMPTS => {
+                                attempt += 1;
+                                tracing::info!(message = "bucket not created yet; retrying", bucket = %name, error = %create_err);
+                                tokio::time::sleep(BUCKET_CREATE_RETRY).await;
+                            }
+                            Err(_) => {
+                                return Err(StoreError::nats(format!(
+                                    "creating bucket {name}: {create_err}"
+                                )));
+                            }
+                        },
+                    }
                 }
             }
         };
