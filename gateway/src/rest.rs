@@ -97,14 +97,33 @@ pub fn parse_path(path: &str) -> Option<Target> {
 pub async fn ensure_default_namespaces(store: &Store) -> Result<(), StoreError> {
     let kind = ns_kind();
     for ns in DEFAULT_NAMESPACES {
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
-                          "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        namespace_defaults(&mut obj);
         match store.create(kind, obj).await {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// What every new namespace gets: the `kubernetes` finalizer, phase Active and the
+/// `kubernetes.io/metadata.name` label. Tolerates any shape of input (no indexing that
+/// could panic on a non-object `spec`).
+fn namespace_defaults(obj: &mut Value) {
+    let name = drover_store::object::name(obj).to_string();
+    let meta = drover_store::object::meta_mut(obj);
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("spec".into(), json!({"finalizers": ["kubernetes"]}));
+        map.insert("status".into(), json!({"phase": "Active"}));
+    }
 }
 
 fn ns_kind() -> &'static KindInfo {
@@ -319,14 +338,7 @@ async fn create(
         require_namespace(store, ns).await?;
     }
     if kind.kind == "Namespace" {
-        obj["spec"]["finalizers"] = json!(["kubernetes"]);
-        obj["status"] = json!({"phase": "Active"});
-        let name = drover_store::object::name(&obj).to_string();
-        drover_store::object::meta_mut(&mut obj)
-            .entry("labels")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .map(|l| l.insert("kubernetes.io/metadata.name".into(), json!(name)));
+        namespace_defaults(&mut obj);
     }
     let name = drover_store::object::name(&obj).to_string();
     if dry_run(q)? {

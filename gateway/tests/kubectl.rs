@@ -13,7 +13,7 @@ use drover_testkit::TestNats;
 
 struct Cluster {
     _nats: TestNats,
-    gateway: Option<Gateway>,
+    gateway: Gateway,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     pki: Pki,
@@ -47,7 +47,7 @@ impl Cluster {
         .unwrap();
         Cluster {
             _nats: nats,
-            gateway: Some(gateway),
+            gateway,
             dir,
             kubeconfig,
             pki,
@@ -82,16 +82,7 @@ impl Cluster {
     }
 
     fn port(&self) -> u16 {
-        self.gateway.as_ref().unwrap().addr.port()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(g) = self.gateway.take() {
-            // Stop the server's workers; the runtime is going away with the test.
-            drop(g);
-        }
+        self.gateway.addr.port()
     }
 }
 
@@ -373,6 +364,19 @@ async fn anonymous_is_401_and_errors_are_status_objects() {
         None,
     );
     assert_eq!(code, 400, "{body}");
+
+    // A namespace with an odd-shaped spec does not crash the handler.
+    let odd_ns =
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"odd","labels":7},"spec":5}"#;
+    let (code, body) = curl(
+        &ca,
+        token,
+        "POST",
+        &format!("{base}/api/v1/namespaces"),
+        Some(odd_ns),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["status"]["phase"], "Active");
 
     // Optimistic concurrency: a stale resourceVersion is a 409 Conflict.
     let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"occ"},"data":{"v":"1"}}"#;
