@@ -164,6 +164,7 @@ async fn up(args: UpArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("starting the API on {bind}"))?;
+    let controllers = drover_controllers::Controllers::start(store.clone());
     let host = match args.api_address {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         a => a.to_string(),
@@ -197,6 +198,7 @@ async fn up(args: UpArgs) -> Result<()> {
         }
     };
     eprintln!("drover: stopping");
+    controllers.stop().await;
     gateway.stop().await;
     client.flush().await.ok();
     drop(store);

@@ -14,6 +14,7 @@ pub mod pki;
 pub mod rest;
 pub mod status;
 pub mod table;
+pub mod yaml;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,7 +62,6 @@ impl Gateway {
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
-                .app_data(actix_web::web::PayloadConfig::new(rest::MAX_BODY_BYTES))
                 .configure(discovery::routes)
                 .default_service(actix_web::web::to(rest::dispatch))
         })

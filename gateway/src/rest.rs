@@ -3,6 +3,8 @@
 //! Paths: `/api/v1/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]` and
 //! `/apis/{group}/{version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]`.
 
+mod scale;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,9 +29,6 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Interval of BOOKMARK events on watches that ask for them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Default grace period of a pod deletion (Kubernetes' terminationGracePeriodSeconds).
-const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 
 /// Namespaces every cluster has.
 pub const DEFAULT_NAMESPACES: &[&str] =
@@ -133,16 +132,67 @@ fn ns_kind() -> &'static KindInfo {
 /// The single entry point for resource requests.
 pub async fn dispatch(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    match handle(&req, body, &state).await {
+    let yaml_out = wants_yaml(&req);
+    let result = match read_body(&req, payload).await {
+        Ok(body) => handle(&req, body, &state).await,
+        Err(e) => Err(e),
+    };
+    let resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(message = "request failed", method = %req.method(), path = req.path(), error = %e);
             e.response()
         }
+    };
+    if yaml_out {
+        return crate::yaml::json_response_to_yaml(resp).await;
     }
+    resp
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`] (413 beyond) and turns a YAML body of a
+/// create or update into JSON, so the handlers only ever see JSON.
+async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    let body = match payload.to_bytes_limited(MAX_BODY_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return Err(ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(ApiError {
+                code: 413,
+                reason: "RequestEntityTooLarge",
+                message: format!(
+                    "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+                ),
+                details: None,
+            });
+        }
+    };
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_write = matches!(req.method().as_str(), "POST" | "PUT" | "DELETE");
+    if is_write && crate::yaml::is_yaml_media_type(content_type) {
+        return crate::yaml::yaml_to_json_bytes(&body);
+    }
+    Ok(body)
+}
+
+/// Whether the client prefers YAML (`Accept: application/yaml` first).
+fn wants_yaml(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(crate::yaml::is_yaml_media_type)
 }
 
 fn query(req: &HttpRequest) -> HashMap<String, String> {
@@ -218,8 +268,16 @@ async fn handle(
                 .unwrap_or("");
             patch(store, &target, &q, ct, &body, sub == Some("status")).await
         }
+        ("get" | "update" | "patch", Some("scale")) if crate::discovery::has_scale(target.kind) => {
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            scale_subresource(store, &target, verb, &q, ct, &body).await
+        }
         ("delete", None) => delete(store, &target, &q, &body).await,
-        ("deletecollection", None) => delete_collection(store, &target, &q).await,
+        ("deletecollection", None) => delete_collection(store, &target, &q, &body).await,
         (v, sub) => Err(ApiError::method_not_allowed(
             &v.to_uppercase(),
             &format!(
@@ -490,6 +548,72 @@ async fn write(
         .map_err(|e| ApiError::from_store(kind, &name, e))
 }
 
+/// GET, PUT and PATCH of the `scale` subresource.
+async fn scale_subresource(
+    store: &Store,
+    target: &Target,
+    verb: &str,
+    q: &HashMap<String, String>,
+    content_type: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    use crate::patch::{self, PatchType};
+    let kind = target.kind;
+    let name = name_of(target).to_string();
+    let dry = dry_run(q)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = get(store, target).await?;
+        let current_scale = scale::to_scale(&current);
+        let wanted = match verb {
+            "get" => return Ok(HttpResponse::Ok().json(current_scale)),
+            "update" => parse_json(body)?,
+            _ => {
+                let patched = match PatchType::from_content_type(content_type) {
+                    Some(PatchType::Json) => patch::apply_json_patch(&current_scale, body),
+                    Some(PatchType::Merge | PatchType::Strategic) => {
+                        patch::apply_merge_patch(&current_scale, body)
+                    }
+                    _ => return Err(ApiError::unsupported_media_type(content_type)),
+                };
+                patched.map_err(|e| ApiError {
+                    code: e.status_code(),
+                    reason: if e.status_code() == 422 {
+                        "Invalid"
+                    } else {
+                        "BadRequest"
+                    },
+                    message: e.to_string(),
+                    details: None,
+                })?
+            }
+        };
+        let updated = scale::apply_scale(kind, &current, &wanted)?;
+        if dry {
+            return Ok(HttpResponse::Ok().json(scale::to_scale(&updated)));
+        }
+        let wanted_rv =
+            drover_store::object::meta_str(&wanted, "resourceVersion").filter(|s| !s.is_empty());
+        let pinned_by_client = match verb {
+            "update" => wanted_rv.is_some(),
+            _ => wanted_rv != drover_store::object::meta_str(&current_scale, "resourceVersion"),
+        };
+        match store.update(kind, updated).await {
+            Ok(obj) => return Ok(HttpResponse::Ok().json(scale::to_scale(&obj))),
+            Err(StoreError::Conflict { .. }) if !pinned_by_client => continue,
+            Err(e) => return Err(ApiError::from_store(kind, &name, e)),
+        }
+    }
+    Err(ApiError::from_store(
+        kind,
+        &name,
+        StoreError::Conflict {
+            kind: kind.group_resource(),
+            name: name.clone(),
+            reason: "the object keeps changing; retry".into(),
+        },
+    ))
+}
+
 async fn delete(
     store: &Store,
     target: &Target,
@@ -521,21 +645,12 @@ async fn delete(
             .and_then(Value::as_str)
             .map(str::to_string),
         grace_period_seconds: grace,
+        add_finalizers: propagation_finalizers(q, &opts_body)?,
     };
-    if kind.kind == "Pod" && opts.grace_period_seconds.is_none() {
+    if drover_store::object::is_pod(kind) && opts.grace_period_seconds.is_none() {
         // A pod bound to a node stops gracefully (its agent deletes it with grace 0 when
         // the containers are gone); an unbound pod has nothing to stop.
-        let current = get(store, target).await?;
-        if current
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty())
-        {
-            let spec_grace = current
-                .pointer("/spec/terminationGracePeriodSeconds")
-                .and_then(Value::as_i64);
-            opts.grace_period_seconds = Some(spec_grace.unwrap_or(DEFAULT_POD_GRACE_SECONDS));
-        }
+        opts.grace_period_seconds = drover_store::object::default_grace(&get(store, target).await?);
     }
     if dry_run(q)? {
         let current = get(store, target).await?;
@@ -555,22 +670,66 @@ async fn delete(
     }
 }
 
+/// The finalizers a delete's `propagationPolicy` (or the older `orphanDependents`) asks
+/// the garbage collector for: Background (the default) needs none.
+fn propagation_finalizers(
+    q: &HashMap<String, String>,
+    body: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let policy = q
+        .get("propagationPolicy")
+        .map(String::as_str)
+        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str));
+    let orphan_dependents = q
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| body.get("orphanDependents").and_then(Value::as_bool));
+    match (policy, orphan_dependents) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_options(
+            "propagationPolicy",
+            "orphanDependents and deleteOptions.propagationPolicy cannot both be set",
+        )),
+        (None | Some(""), None | Some(false)) | (Some("Background"), None) => Ok(Vec::new()),
+        (Some("Foreground"), None) => Ok(vec!["foregroundDeletion".into()]),
+        (Some("Orphan"), None) | (None, Some(true)) => Ok(vec!["orphan".into()]),
+        (Some(other), None) => Err(ApiError::invalid_options(
+            "propagationPolicy",
+            &format!(
+                "Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
+        )),
+    }
+}
+
 async fn delete_collection(
     store: &Store,
     target: &Target,
     q: &HashMap<String, String>,
+    body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let list_opts = list_options(target, q)?;
+    let opts_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let add_finalizers = propagation_finalizers(q, &opts_body)?;
     let kind = target.kind;
     let listed = list_objects(store, target, &list_opts).await?;
     let mut items = Vec::new();
     for obj in listed.items {
         let name = drover_store::object::name(&obj).to_string();
         let ns = drover_store::object::namespace(&obj).map(str::to_string);
-        match store
-            .delete(kind, ns.as_deref(), &name, &DeleteOptions::default())
-            .await
-        {
+        let opts = DeleteOptions {
+            grace_period_seconds: if drover_store::object::is_pod(kind) {
+                drover_store::object::default_grace(&obj)
+            } else {
+                None
+            },
+            add_finalizers: add_finalizers.clone(),
+            ..Default::default()
+        };
+        match store.delete(kind, ns.as_deref(), &name, &opts).await {
             Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Terminating(o)) => items.push(o),
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(ApiError::from_store(kind, &name, e)),

@@ -83,6 +83,17 @@ impl ApiError {
         }
     }
 
+    /// 422 Invalid for a bad `DeleteOptions` (or other options) field.
+    pub fn invalid_options(field: &str, detail: &str) -> ApiError {
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("DeleteOptions.meta.k8s.io \"\" is invalid: {field}: {detail}"),
+            details: Some(json!({"group": "meta.k8s.io", "kind": "DeleteOptions",
+                "causes": [{"reason": "FieldValueNotSupported", "message": detail, "field": field}]})),
+        }
+    }
+
     /// 422 Invalid with causes.
     pub fn invalid(kind: &KindInfo, name: &str, causes: Vec<Value>, summary: &str) -> ApiError {
         ApiError {

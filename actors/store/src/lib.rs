@@ -167,6 +167,30 @@ pub struct DeleteOptions {
     /// A grace period > 0 marks the object terminating (like finalizers do) so its owner
     /// (the node agent, for pods) can stop it gracefully and then delete with 0.
     pub grace_period_seconds: Option<i64>,
+    /// Finalizers the delete adds as it marks the object terminating, in the same write:
+    /// `foregroundDeletion` or `orphan` for the garbage collector's propagation policies.
+    pub add_finalizers: Vec<String>,
+}
+
+/// Adds the finalizers `extra` that `obj` lacks; whether it added any.
+fn add_finalizers(obj: &mut Value, extra: &[String]) -> bool {
+    let have = object::finalizers(obj);
+    let missing: Vec<Value> = extra
+        .iter()
+        .filter(|f| !have.contains(f))
+        .map(|f| Value::from(f.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return false;
+    }
+    let meta = object::meta_mut(obj);
+    match meta.get_mut("finalizers").and_then(Value::as_array_mut) {
+        Some(list) => list.extend(missing),
+        None => {
+            meta.insert("finalizers".into(), Value::Array(missing));
+        }
+    }
+    true
 }
 
 /// What a delete did.
@@ -662,7 +686,7 @@ impl Store {
                 .and_then(|m| m.get("deletionGracePeriodSeconds"))
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            if object::finalizers(&obj).is_empty() && grace == 0 {
+            if !object::blocks_removal(kind, &obj) && grace == 0 {
                 return self.remove(&bucket, &key, obj, rev).await;
             }
         }
@@ -733,7 +757,13 @@ impl Store {
                 });
             }
             let grace = opts.grace_period_seconds.unwrap_or(0).max(0);
-            let has_finalizers = !object::finalizers(&current).is_empty();
+            let mut current = current;
+            let added = !object::is_terminating(&current)
+                && add_finalizers(&mut current, &opts.add_finalizers);
+            let has_finalizers = object::blocks_removal(kind, &current);
+            if object::is_namespace(kind) {
+                current["status"]["phase"] = Value::from("Terminating");
+            }
             let result = if has_finalizers || grace > 0 {
                 if object::is_terminating(&current) {
                     let current_grace = current
@@ -741,7 +771,7 @@ impl Store {
                         .and_then(|m| m.get("deletionGracePeriodSeconds"))
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
-                    if grace >= current_grace || has_finalizers && current_grace == 0 {
+                    if !added && (grace >= current_grace || has_finalizers && current_grace == 0) {
                         // Already terminating and this delete does not shorten the grace.
                         return Ok(DeleteOutcome::Terminating(current));
                     }

@@ -2,6 +2,7 @@
 //! kind-agnostic: every kind, built-in or drover's own, is a `serde_json::Value` with a
 //! standard `metadata`.
 
+use bus_schema::KindInfo;
 use serde_json::{Map, Value};
 
 /// Returns `metadata` as a map, creating it when missing or not an object.
@@ -45,6 +46,45 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `kind` is core/v1 Namespace.
+pub fn is_namespace(kind: &KindInfo) -> bool {
+    kind.group.is_empty() && kind.kind == "Namespace"
+}
+
+/// Whether `kind` is core/v1 Pod.
+pub fn is_pod(kind: &KindInfo) -> bool {
+    kind.group.is_empty() && kind.kind == "Pod"
+}
+
+/// Grace period of a pod deleted without one: 0 for a pod no node runs (nothing to
+/// stop), else its `terminationGracePeriodSeconds`, 30 by default (as in Kubernetes).
+pub const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
+
+/// The grace period a delete without one gives this pod (`None`: delete at once).
+pub fn default_grace(pod: &Value) -> Option<i64> {
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    bound.then(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(DEFAULT_POD_GRACE_SECONDS)
+    })
+}
+
+/// Whether finalizers keep a terminating object in the store: `metadata.finalizers`, and
+/// for a Namespace also `spec.finalizers` (the namespace controller empties those once the
+/// namespace's content is gone, as in Kubernetes).
+pub fn blocks_removal(kind: &KindInfo, obj: &Value) -> bool {
+    !finalizers(obj).is_empty()
+        || is_namespace(kind)
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
 }
 
 /// `metadata.labels` as a map of strings.

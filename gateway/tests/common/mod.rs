@@ -19,6 +19,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub pki: Pki,
+    /// The garbage collector and namespace controller, as `drover up` runs them.
+    pub controllers: drover_controllers::Controllers,
 }
 
 impl Cluster {
@@ -31,6 +33,7 @@ impl Cluster {
         let pki = Pki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
         let auth = Arc::new(Auth::new(pki.admin_token.clone(), Box::new(MastersOnly)));
         let bind = "127.0.0.1:0".parse().unwrap();
+        let controllers = drover_controllers::Controllers::start(store.clone());
         let gateway = Gateway::start(
             store,
             GatewayConfig {
@@ -53,6 +56,7 @@ impl Cluster {
             dir,
             kubeconfig,
             pki,
+            controllers,
         }
     }
 
