@@ -1,18 +1,25 @@
 //! drover's own kinds (group `drover.io/v1`). They carry the same `ObjectMeta` as the
 //! built-in kinds and implement the same `k8s-openapi` traits, so generic code (store,
 //! gateway, validation) treats them exactly like `Pod` or `Service`.
+//!
+//! Each type derives `schemars::JsonSchema`; the gateway's OpenAPI documents are generated
+//! from it, so the doc comments below are what `kubectl explain` prints. Schema names follow
+//! the apiserver's convention for non-`k8s.io` groups (reversed group, version, kind), e.g.
+//! `io.drover.v1.TrafficSplit`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A weighted split of a root service's traffic across backend services (canaries).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "io.drover.v1.TrafficSplit")]
 pub struct TrafficSplit {
-    /// Always `drover.io/v1` on the wire.
+    /// APIVersion of this object: always `drover.io/v1`.
     #[serde(default)]
     pub api_version: String,
-    /// Always `TrafficSplit` on the wire.
+    /// Kind of this object: always `TrafficSplit`.
     #[serde(default)]
     pub kind: String,
     /// Standard object metadata.
@@ -23,8 +30,9 @@ pub struct TrafficSplit {
 }
 
 /// The root service and its weighted backends.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "io.drover.v1.TrafficSplitSpec")]
 pub struct TrafficSplitSpec {
     /// Name of the root service whose VIP clients connect to.
     pub service: String,
@@ -33,9 +41,10 @@ pub struct TrafficSplitSpec {
     pub backends: Vec<TrafficSplitBackend>,
 }
 
-/// One backend of a [`TrafficSplit`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// One backend of a TrafficSplit: a service and its relative weight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(rename = "io.drover.v1.TrafficSplitBackend")]
 pub struct TrafficSplitBackend {
     /// Name of a service in the same namespace.
     pub service: String,

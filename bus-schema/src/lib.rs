@@ -7,11 +7,14 @@
 //!   `rmp_serde::to_vec_named`, plus NATS headers for `traceparent`, schema version and
 //!   sender).
 //! - [`subjects`] is the only place that spells a NATS subject or bucket name.
+//! - [`json_schema`] maps every kind to its JSON schema (`schemars`), the source of the
+//!   gateway's OpenAPI documents.
 //! - [`validation`] returns every problem of an object with its field path;
 //!   [`selector`] parses label and field selectors.
 
 pub mod drover;
 pub mod envelope;
+pub mod json_schema;
 pub mod kinds;
 pub mod selector;
 pub mod subjects;

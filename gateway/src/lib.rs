@@ -1,6 +1,7 @@
 //! The gateway: drover's Kubernetes-compatible declarative API.
 //!
-//! Serves discovery (`/version`, `/api`, `/apis`, group-version resource lists), REST for
+//! Serves discovery (`/version`, `/api`, `/apis`, group-version resource lists), OpenAPI
+//! v2 and v3 generated from the types ([`openapi`]), REST for
 //! every kind in `bus_schema::KINDS` (namespaced and cluster-scoped paths, create / get /
 //! list / watch / update / status / delete), Kubernetes `Status` errors with causes, and
 //! bearer-token authentication behind an authorizer seam, over TLS with a CA it
@@ -9,6 +10,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod rest;
@@ -63,6 +65,7 @@ impl Gateway {
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
                 .configure(discovery::routes)
+                .configure(openapi::routes)
                 .default_service(actix_web::web::to(rest::dispatch))
         })
         .workers(2)
