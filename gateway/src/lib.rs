@@ -5,10 +5,13 @@
 //! every kind in `bus_schema::KINDS` (namespaced and cluster-scoped paths, create / get /
 //! list / watch / update / status / delete), Kubernetes `Status` errors with causes, and
 //! bearer-token authentication behind an authorizer seam, over TLS with a CA it
-//! generates ([`pki`]). It talks to the store (`drover-store`) and, later, to node agents
-//! over NATS; it never talks to containerd (Architecture Invariant).
+//! generates ([`pki`]). LIST and WATCH are served by per-kind watch caches ([`cache`])
+//! that share one store watch per kind among all client watches. It talks to the store
+//! (`drover-store`) and, later, to node agents over NATS; it never talks to containerd
+//! (Architecture Invariant).
 
 pub mod auth;
+pub mod cache;
 pub mod discovery;
 pub mod openapi;
 pub mod patch;
@@ -40,6 +43,8 @@ pub struct AppState {
     pub store: Store,
     /// Authentication and authorization.
     pub auth: Arc<auth::Auth>,
+    /// The per-kind watch caches that serve LIST and WATCH.
+    pub caches: Arc<cache::Caches>,
 }
 
 /// A running gateway; stops on drop of the handle's `stop`.
@@ -58,6 +63,10 @@ impl Gateway {
             .map_err(std::io::Error::other)?;
         let tls = config.tls.server_config().map_err(std::io::Error::other)?;
         let state = AppState {
+            caches: Arc::new(cache::Caches::new(
+                store.clone(),
+                cache::CacheConfig::default(),
+            )),
             store,
             auth: config.auth,
         };

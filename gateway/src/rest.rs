@@ -12,14 +12,13 @@ use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bus_schema::selector::{FieldSelector, LabelSelector};
 use bus_schema::{KindInfo, kinds};
-use drover_store::{
-    DeleteOptions, DeleteOutcome, ListOptions, Store, StoreError, WatchEvent, WatchOptions,
-};
+use drover_store::{DeleteOptions, DeleteOutcome, ListOptions, Store, StoreError};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::RequestAttributes;
+use crate::cache::{Caches, ReadRequest};
 use crate::discovery::{authenticated, has_status};
 use crate::status::{ApiError, success};
 
@@ -259,8 +258,8 @@ async fn handle(
         .map_err(ApiError::forbidden)?;
     let store = &state.store;
     match (verb, target.subresource.as_deref()) {
-        ("list", None) => list(req, store, &target, &q).await,
-        ("watch", None) => watch(store, &target, &q).await,
+        ("list", None) => list(req, &state.caches, &target, &q).await,
+        ("watch", None) => watch(&state.caches, &target, &q).await,
         ("get", None | Some("status")) => {
             let obj = get(store, &target).await?;
             if wants_table(req) {
@@ -844,13 +843,16 @@ fn list_options(target: &Target, q: &HashMap<String, String>) -> Result<ListOpti
 
 async fn list(
     req: &HttpRequest,
-    store: &Store,
+    caches: &Caches,
     target: &Target,
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ApiError> {
     let opts = list_options(target, q)?;
     let kind = target.kind;
-    let listed = list_objects(store, target, &opts).await?;
+    let read = ReadRequest::from_query(q).map_err(ApiError::bad_request)?;
+    let listed = caches
+        .list(kind, target.namespace.as_deref(), &opts, &read)
+        .await?;
     let mut meta = json!({"resourceVersion": listed.resource_version.to_string()});
     if let Some(c) = &listed.continue_token {
         meta["continue"] = json!(c);
@@ -895,13 +897,12 @@ fn watch_line(event_type: &str, object: &Value) -> web::Bytes {
 }
 
 async fn watch(
-    store: &Store,
+    caches: &Caches,
     target: &Target,
     q: &HashMap<String, String>,
 ) -> Result<HttpResponse, ApiError> {
     let opts = list_options(target, q)?;
-    let kind = target.kind;
-    let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let read = ReadRequest::from_query(q).map_err(ApiError::bad_request)?;
     let bookmarks = q
         .get("allowWatchBookmarks")
         .is_some_and(|v| v == "true" || v == "1");
@@ -909,70 +910,21 @@ async fn watch(
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs);
-    let namespace = target.namespace.clone();
-    // "" and "0" mean "start from any state": send the current objects as ADDED first.
-    let (initial, from) = if rv.is_empty() || rv == "0" {
-        let unpaged = ListOptions {
-            label_selector: opts.label_selector.clone(),
-            field_selector: opts.field_selector.clone(),
-            ..Default::default()
-        };
-        let listed = list_objects(store, target, &unpaged).await?;
-        (listed.items, listed.resource_version)
-    } else {
-        let from = rv
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
-        (Vec::new(), from)
-    };
-    let watch_opts = WatchOptions {
-        bookmark_interval: bookmarks.then_some(BOOKMARK_INTERVAL),
-    };
-    let started = store
-        .watch(kind, namespace.as_deref(), from, watch_opts)
-        .await;
-    let stream = async_stream::stream! {
-        for obj in initial {
-            yield Ok::<_, actix_web::Error>(watch_line("ADDED", &obj));
-        }
-        let mut w = match started {
-            Ok(w) => w,
-            Err(e) => {
-                // Kubernetes answers an expired watch with 200 and one ERROR event.
-                yield Ok(watch_line("ERROR", &ApiError::from_store(kind, "", e).to_status()));
-                return;
-            }
-        };
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, w.next()).await { Ok(n) => n, Err(_) => return },
-                None => w.next().await,
-            };
-            let event = match next {
-                None => return,
-                Some(Err(e)) => {
-                    yield Ok(watch_line("ERROR", &ApiError::from_store(kind, "", e).to_status()));
-                    return;
-                }
-                Some(Ok(ev)) => ev,
-            };
-            let (ty, obj) = match event {
-                WatchEvent::Added(o) => ("ADDED", o),
-                WatchEvent::Modified(o) => ("MODIFIED", o),
-                WatchEvent::Deleted(o) => ("DELETED", o),
-                WatchEvent::Bookmark(rv) => {
-                    yield Ok(watch_line("BOOKMARK", &json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": {"resourceVersion": rv.to_string()}})));
-                    continue;
-                }
-            };
-            let labels_ok = opts.label_selector.as_ref().is_none_or(|s| s.matches(&drover_store::object::labels(&obj)));
-            let fields_ok = opts.field_selector.as_ref().is_none_or(|s| s.matches(&obj));
-            if labels_ok && fields_ok {
-                yield Ok(watch_line(ty, &obj));
-            }
+    let ns = target.namespace.as_deref();
+    let interval = bookmarks.then_some(BOOKMARK_INTERVAL);
+    let events = caches
+        .watch(target.kind, ns, &opts, &read, interval)
+        .await?;
+    // timeoutSeconds ends the stream cleanly, as in Kubernetes.
+    let deadline = async move {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
         }
     };
+    let stream = events
+        .map(|e| Ok::<_, actix_web::Error>(watch_line(e.event_type, &e.object)))
+        .take_until(deadline);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Transfer-Encoding", "chunked"))

@@ -60,8 +60,9 @@ pub const DEFAULT_HISTORY: i64 = 16;
 pub const NATS_MAX_PAYLOAD: usize = 2 * 1024 * 1024;
 
 /// Concurrent watches plus lists one bucket serves (each is a JetStream consumer).
-/// Until the gateway's watch cache multiplexes client watches (issue 3), every client
-/// watch is one consumer, so this is far above nats-server's default of 1,000.
+/// The gateway's watch cache multiplexes client watches onto one consumer per kind, but
+/// other watchers (actors, resumes older than the cache) are one each, so this stays far
+/// above nats-server's default of 1,000.
 pub const MAX_CONSUMERS_PER_BUCKET: i32 = 100_000;
 
 /// Attempts to create a bucket while a NATS cluster forms (x [`BUCKET_CREATE_RETRY`]).
@@ -511,6 +512,15 @@ impl Store {
                 return Ok(out);
             }
         }
+    }
+
+    /// The kind's current revision: the bucket stream's last sequence, one stream-info
+    /// request and no consumer. A cache that has applied every change up to this
+    /// revision is as fresh as a list issued now (Kubernetes' consistent reads).
+    pub async fn revision(&self, kind: &'static KindInfo) -> Result<u64> {
+        let bucket = self.bucket(kind).await?;
+        let info = bucket.stream.get_info().await.map_err(StoreError::nats)?;
+        Ok(info.state.last_sequence)
     }
 
     /// Follows changes of a kind (in one namespace or all) after `resource_version`:

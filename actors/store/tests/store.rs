@@ -320,6 +320,9 @@ async fn list_filters_pages_and_scopes() {
 
     let all = store.list(k, None, &ListOptions::default()).await.unwrap();
     assert_eq!(all.items.len(), 24);
+    // The bucket's revision, read without a consumer, is what a list reports.
+    assert_eq!(store.revision(k).await.unwrap(), all.resource_version);
+    assert_eq!(all.resource_version, 26);
     let default_ns = store
         .list(k, Some("default"), &ListOptions::default())
         .await
