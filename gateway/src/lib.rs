@@ -2,11 +2,13 @@
 //!
 //! Serves discovery (`/version`, `/api`, `/apis`, group-version resource lists), REST for
 //! every kind in `bus_schema::KINDS` (namespaced and cluster-scoped paths, create / get /
-//! list / watch / update / status / delete), Kubernetes `Status` errors with causes, and
+//! list / watch / update / status / patch / server-side apply / delete, with
+//! `managedFields` on every write: [`apply`]), Kubernetes `Status` errors with causes, and
 //! bearer-token authentication behind an authorizer seam, over TLS with a CA it
 //! generates ([`pki`]). It talks to the store (`drover-store`) and, later, to node agents
 //! over NATS; it never talks to containerd (Architecture Invariant).
 
+pub mod apply;
 pub mod auth;
 pub mod discovery;
 pub mod patch;
