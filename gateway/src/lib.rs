@@ -3,13 +3,15 @@
 //! Serves discovery (`/version`, `/api`, `/apis`, group-version resource lists), OpenAPI
 //! v2 and v3 generated from the types ([`openapi`]), REST for
 //! every kind in `bus_schema::KINDS` (namespaced and cluster-scoped paths, create / get /
-//! list / watch / update / status / delete), Kubernetes `Status` errors with causes, and
+//! list / watch / update / status / patch / server-side apply / delete, with
+//! `managedFields` on every write: [`apply`]), Kubernetes `Status` errors with causes, and
 //! bearer-token authentication behind an authorizer seam, over TLS with a CA it
 //! generates ([`pki`]). LIST and WATCH are served by per-kind watch caches ([`cache`])
 //! that share one store watch per kind among all client watches. It talks to the store
 //! (`drover-store`) and, later, to node agents over NATS; it never talks to containerd
 //! (Architecture Invariant).
 
+pub mod apply;
 pub mod auth;
 pub mod cache;
 pub mod discovery;

@@ -5,9 +5,10 @@
 //! [`apply_strategic_merge_patch`], then validates and stores the result like an update.
 //! Nothing here does I/O or looks at the store; errors carry the HTTP status the handler
 //! should answer with ([`PatchError::status_code`]). Server-side apply
-//! (`application/apply-patch+yaml`) is only recognized here, not applied.
+//! (`application/apply-patch+yaml`) is only recognized here; [`crate::apply`] implements it with
+//! the same list metadata.
 
-mod schema;
+pub(crate) mod schema;
 mod strategic;
 #[cfg(test)]
 mod tests;
@@ -75,7 +76,7 @@ pub enum PatchType {
     Merge,
     /// `application/strategic-merge-patch+json` (built-in kinds only).
     Strategic,
-    /// `application/apply-patch+yaml`: server-side apply, not implemented by this module.
+    /// `application/apply-patch+yaml`: server-side apply, implemented by [`crate::apply`].
     Apply,
 }
 

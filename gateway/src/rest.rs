@@ -22,6 +22,8 @@ use crate::cache::{Caches, ReadRequest};
 use crate::discovery::{authenticated, has_status};
 use crate::status::{ApiError, success};
 
+mod field_manager;
+
 /// Largest request body accepted (objects are limited to 1.5 MiB by the store; JSON is
 /// larger than the stored MessagePack).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -242,7 +244,7 @@ async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     let user = authenticated(req, state)?;
     let target = parse_path(req.path()).ok_or_else(|| ApiError::not_found_path(req.path()))?;
-    let q = query(req);
+    let mut q = query(req);
     let verb = verb(req.method(), &target, &q);
     let attrs = RequestAttributes {
         verb,
@@ -256,6 +258,7 @@ async fn handle(
         .auth
         .authorize(&user, &attrs)
         .map_err(ApiError::forbidden)?;
+    field_manager::resolve(req, &mut q, verb)?;
     let store = &state.store;
     match (verb, target.subresource.as_deref()) {
         ("list", None) => list(req, &state.caches, &target, &q).await,
@@ -406,7 +409,19 @@ async fn create(
     q: &HashMap<String, String>,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let mut obj = parse_json(body)?;
+    let obj = parse_json(body)?;
+    create_object(store, target, q, obj, Some(field_manager::of(q))).await
+}
+
+/// Creates `obj`; `manager` is recorded as its Update manager (`None`: the caller already
+/// set `managedFields`, as server-side apply does).
+async fn create_object(
+    store: &Store,
+    target: &Target,
+    q: &HashMap<String, String>,
+    mut obj: Value,
+    manager: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     reconcile_body(target, &mut obj)?;
     let kind = target.kind;
     if kind.namespaced
@@ -416,6 +431,9 @@ async fn create(
     }
     if kind.kind == "Namespace" {
         namespace_defaults(&mut obj);
+    }
+    if let Some(manager) = manager {
+        field_manager::track(kind, None, &mut obj, manager, false);
     }
     let name = drover_store::object::name(&obj).to_string();
     if dry_run(q)? {
@@ -448,7 +466,8 @@ async fn update(
     status_only: bool,
 ) -> Result<HttpResponse, ApiError> {
     let obj = parse_json(body)?;
-    let updated = write(store, target, obj, status_only, dry_run(q)?).await?;
+    let manager = Some(field_manager::of(q));
+    let updated = write(store, target, obj, status_only, dry_run(q)?, manager).await?;
     Ok(HttpResponse::Ok().json(updated))
 }
 
@@ -470,13 +489,23 @@ async fn patch(
     let patch_type = PatchType::from_content_type(content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
     let dry = dry_run(q)?;
+    let apply = patch_type == PatchType::Apply;
+    let apply_to =
+        |current: Option<&Value>| field_manager::apply(kind, &name, current, body, q, status_only);
     for _ in 0..PATCH_ATTEMPTS {
-        let current = get(store, target).await?;
+        let current = match get(store, target).await {
+            // Server-side apply creates what does not exist (not through a subresource).
+            Err(e) if e.code == 404 && apply && !status_only => {
+                let obj = apply_to(None)?;
+                return create_object(store, target, q, obj, None).await;
+            }
+            current => current?,
+        };
         let patched = match patch_type {
             PatchType::Json => patch::apply_json_patch(&current, body),
             PatchType::Merge => patch::apply_merge_patch(&current, body),
             PatchType::Strategic => patch::apply_strategic_merge_patch(kind.kind, &current, body),
-            PatchType::Apply => return Err(ApiError::unsupported_media_type(content_type)),
+            PatchType::Apply => Ok(apply_to(Some(&current))?),
         };
         let mut patched = patched.map_err(|e| ApiError {
             code: e.status_code(),
@@ -497,7 +526,8 @@ async fn patch(
             drover_store::object::meta_mut(&mut patched)
                 .insert("resourceVersion".into(), json!(current_rv));
         }
-        match write(store, target, patched, status_only, dry).await {
+        let manager = (!apply).then(|| field_manager::of(q));
+        match write(store, target, patched, status_only, dry, manager).await {
             Err(e) if e.reason == "Conflict" && !pinned => continue,
             Ok(obj) => return Ok(HttpResponse::Ok().json(obj)),
             Err(e) => return Err(e),
@@ -514,13 +544,16 @@ async fn patch(
     ))
 }
 
-/// Writes a whole object (PUT, and the result of a PATCH).
+/// Writes a whole object (PUT, and the result of a PATCH). `manager` is recorded as the
+/// write's Update manager; `None` keeps the `managedFields` of `obj` (server-side apply
+/// computed them).
 async fn write(
     store: &Store,
     target: &Target,
     mut obj: Value,
     status_only: bool,
     dry: bool,
+    manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     reconcile_body(target, &mut obj)?;
     let kind = target.kind;
@@ -537,7 +570,8 @@ async fn write(
         }
     }
     let current = get(store, target).await?;
-    let merged = if status_only {
+    let sent_fields = obj.pointer("/metadata/managedFields").cloned();
+    let mut merged = if status_only {
         // The status subresource changes only the status.
         let mut m = current.clone();
         m["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
@@ -558,6 +592,14 @@ async fn write(
     } else {
         obj
     };
+    field_manager::record(
+        kind,
+        &current,
+        &mut merged,
+        manager,
+        status_only,
+        sent_fields,
+    );
     if dry {
         return Ok(merged);
     }

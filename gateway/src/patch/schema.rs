@@ -282,6 +282,11 @@ pub(crate) fn for_kind(kind: &str) -> Option<&'static Schema> {
         .map(|(_, schema)| *schema)
 }
 
+/// The schema of kinds without metadata: every field plain.
+pub(crate) fn plain() -> &'static Schema {
+    &PLAIN
+}
+
 /// Names of the kinds [`for_kind`] knows, in table order.
 pub(crate) fn kinds() -> impl Iterator<Item = &'static str> {
     KINDS.iter().map(|(name, _)| *name)
