@@ -1,6 +1,10 @@
 //! `drover`: the single binary. Thin: parses the command line and wires crates together.
+//! `up` runs the control plane; the client verbs live in [`cli`].
+
+mod cli;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run the control plane in the foreground until SIGINT/SIGTERM.
     Up(UpArgs),
+    #[command(flatten)]
+    Client(cli::Verb),
 }
 
 #[derive(clap::Args)]
@@ -59,23 +65,41 @@ struct UpArgs {
 /// Default HTTPS port of the Kubernetes API (the kube-apiserver's).
 const DEFAULT_API_PORT: u16 = 6443;
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    // The client verbs print results on stdout and kubectl-style errors on stderr; only
+    // warnings of their own log there.
+    let default_filter = match cli.command {
+        Command::Up(_) => "info,async_nats=warn",
+        Command::Client(_) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,async_nats=warn".into());
+        .unwrap_or_else(|_| default_filter.into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(up(args)),
+        Command::Up(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(up(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(verb) => {
+            // One thread is plenty for a client and leaves the cores to the cluster.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(cli::finish(runtime.block_on(verb.run())))
+        }
     }
 }
 
-fn default_data_dir() -> Result<PathBuf> {
+/// `$XDG_DATA_HOME/drover`, else `~/.local/share/drover`: where `drover up` keeps its
+/// state and kubeconfig, and where the client verbs look for that kubeconfig.
+pub(crate) fn default_data_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d).join("drover"));
     }

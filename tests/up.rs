@@ -1,93 +1,17 @@
 //! `drover up` end to end: the real binary, its own supervised nats-server, signals.
 
+mod common;
+
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::Up;
 use drover_store::{Store, StoreConfig};
 use drover_testkit::{TestCluster, free_port};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-struct Up {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    /// Every line seen so far (stdout and stderr interleave in any order).
-    seen: Vec<String>,
-}
-
-impl Up {
-    fn spawn(args: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .arg("up")
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning drover");
-        let stderr = child.stderr.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        let tx_out = tx.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                eprintln!("[drover stdout] {line}");
-                let _ = tx_out.send(line);
-            }
-        });
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                eprintln!("[drover] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        Up {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Ok(None) => panic!(
-                    "drover exited before printing {needle:?}: {:?}",
-                    self.child.try_wait()
-                ),
-                Err(_) => panic!("timed out waiting for {needle:?}"),
-            }
-        }
-    }
-
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = Pid::from_raw(self.child.id().unwrap() as i32);
-        kill(pid, Signal::SIGTERM).unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("drover stops after SIGTERM")
-            .unwrap()
-    }
-}
+use tokio::process::Command;
 
 fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()

@@ -1,0 +1,130 @@
+//! The shared harness of the binary's end-to-end tests: `drover up` as a child process on
+//! free ports with a temp data dir, its output lines, and a SIGTERM to stop it.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use drover_testkit::free_port;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct Up {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line seen so far (stdout and stderr interleave in any order).
+    seen: Vec<String>,
+}
+
+impl Up {
+    pub fn spawn(args: &[&str]) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .arg("up")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning drover");
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let tx_out = tx.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[drover stdout] {line}");
+                let _ = tx_out.send(line);
+            }
+        });
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[drover] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Up {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!(
+                    "drover exited before printing {needle:?}: {:?}",
+                    self.child.try_wait()
+                ),
+                Err(_) => panic!("timed out waiting for {needle:?}"),
+            }
+        }
+    }
+
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = Pid::from_raw(self.child.id().unwrap() as i32);
+        kill(pid, Signal::SIGTERM).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("drover stops after SIGTERM")
+            .unwrap()
+    }
+}
+
+/// A running `drover up` with its own data dir and ports, and the kubeconfig it wrote.
+pub struct Running {
+    pub up: Up,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: String,
+}
+
+impl Running {
+    /// Starts `drover up` on free ports and waits for its `export KUBECONFIG=` line.
+    pub async fn start() -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let nats_port = free_port().to_string();
+        let api_port = free_port().to_string();
+        let mut up = Up::spawn(&[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--nats-port",
+            &nats_port,
+            "--api-port",
+            &api_port,
+        ]);
+        let export = up.wait_for("export KUBECONFIG=").await;
+        let kubeconfig = export
+            .trim()
+            .strip_prefix("export KUBECONFIG=")
+            .unwrap()
+            .to_string();
+        Running {
+            up,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// Stops drover with SIGTERM (it stops its nats-server) and checks it exited cleanly.
+    pub async fn stop(self) {
+        let status = self.up.terminate().await;
+        assert!(status.success(), "drover exit status {status}");
+    }
+}
