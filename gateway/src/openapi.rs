@@ -20,7 +20,7 @@
 
 mod paths;
 mod protobuf;
-mod schemas;
+pub(crate) mod schemas;
 #[cfg(test)]
 mod tests;
 
@@ -116,9 +116,16 @@ fn bearer_token_scheme() -> Value {
     })
 }
 
+/// The schema set behind the documents (also what `fieldValidation` checks bodies
+/// against), built on first use.
+pub(crate) fn schema_set() -> &'static schemas::SchemaSet {
+    static SET: OnceLock<schemas::SchemaSet> = OnceLock::new();
+    SET.get_or_init(schemas::SchemaSet::build)
+}
+
 fn build() -> Documents {
     let started = std::time::Instant::now();
-    let set = schemas::SchemaSet::build();
+    let set = schema_set().clone();
     let mut by_group_version: BTreeMap<String, Vec<paths::PathItem>> = BTreeMap::new();
     for k in &set.kinds {
         by_group_version

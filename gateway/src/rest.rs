@@ -3,6 +3,7 @@
 //! Paths: `/api/v1/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]` and
 //! `/apis/{group}/{version}/[namespaces/{ns}/]{resource}[/{name}[/{subresource}]]`.
 
+mod field_validation;
 mod scale;
 
 use std::collections::HashMap;
@@ -259,6 +260,77 @@ async fn handle(
         .authorize(&user, &attrs)
         .map_err(ApiError::forbidden)?;
     field_manager::resolve(req, &mut q, verb)?;
+    let (body, warnings) = validate_fields(req, verb, &target, &q, body)?;
+    let mut resp = route(req, state, &target, verb, &q, body).await?;
+    for w in warnings {
+        if let Ok(v) =
+            actix_web::http::header::HeaderValue::from_str(&field_validation::warning_header(&w))
+        {
+            resp.headers_mut()
+                .append(actix_web::http::header::WARNING, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Applies `fieldValidation` to the bodies that are objects (create, update, merge,
+/// strategic and apply patches): returns the body without unknown fields and the
+/// warnings to send, or the Strict 400. Bodies that do not parse are left for the
+/// handler to refuse with its usual error.
+fn validate_fields(
+    req: &HttpRequest,
+    verb: &str,
+    target: &Target,
+    q: &HashMap<String, String>,
+    body: web::Bytes,
+) -> Result<(web::Bytes, Vec<String>), ApiError> {
+    let checked = match (verb, target.subresource.as_deref()) {
+        ("create" | "update", None | Some("status")) => true,
+        ("patch", None | Some("status")) => {
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            matches!(
+                crate::patch::PatchType::from_content_type(ct),
+                Some(
+                    crate::patch::PatchType::Merge
+                        | crate::patch::PatchType::Strategic
+                        | crate::patch::PatchType::Apply
+                )
+            )
+        }
+        _ => false,
+    };
+    if !checked {
+        return Ok((body, Vec::new()));
+    }
+    let mode = field_validation::mode(q)?;
+    // JSON is YAML, so one parser reads every object-shaped body (apply may be YAML).
+    let Ok(mut obj) = serde_norway::from_slice::<Value>(&body) else {
+        return Ok((body, Vec::new()));
+    };
+    if !obj.is_object() {
+        return Ok((body, Vec::new()));
+    }
+    let warnings = field_validation::check(target.kind, mode, &mut obj)?;
+    let body = serde_json::to_vec(&obj)
+        .map(web::Bytes::from)
+        .unwrap_or(body);
+    Ok((body, warnings))
+}
+
+/// Dispatches a request by verb and subresource.
+async fn route(
+    req: &HttpRequest,
+    state: &AppState,
+    target: &Target,
+    verb: &'static str,
+    q: &HashMap<String, String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (target, q) = (target.clone(), q.clone());
     let store = &state.store;
     match (verb, target.subresource.as_deref()) {
         ("list", None) => list(req, &state.caches, &target, &q).await,

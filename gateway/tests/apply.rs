@@ -70,7 +70,6 @@ async fn kubectl_server_side_apply() {
         vec![
             "apply".to_owned(),
             "--server-side".to_owned(),
-            "--validate=false".to_owned(),
             "-f".to_owned(),
             file.to_owned(),
         ]
@@ -188,7 +187,7 @@ async fn kubectl_server_side_apply() {
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
     );
-    c.ok(&["create", "--validate=false", "-f", &cm]);
+    c.ok(&["create", "-f", &cm]);
     let obj = get_json(
         &c,
         &[

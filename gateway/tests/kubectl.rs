@@ -27,8 +27,8 @@ async fn kubectl_create_get_label_delete_round_trip() {
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  labels: {app: demo}\ndata:\n  greeting: hello\n",
     );
-    c.ok(&["create", "--validate=false", "-f", &file]);
-    let (ok, _, err) = c.kubectl(&["create", "--validate=false", "-f", &file]);
+    c.ok(&["create", "-f", &file]);
+    let (ok, _, err) = c.kubectl(&["create", "-f", &file]);
     assert!(
         !ok && err.contains("AlreadyExists") || err.contains("already exists"),
         "{err}"
@@ -101,20 +101,14 @@ async fn kubectl_create_get_label_delete_round_trip() {
     // Client-side apply: create, then apply an edited manifest (the patch path).
     let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: busybox:1\n        env:\n        - {name: A, value: a}\n";
     let f1 = c.write("deploy.yaml", deploy);
-    assert!(
-        c.ok(&["apply", "--validate=false", "-f", &f1])
-            .contains("created")
-    );
+    assert!(c.ok(&["apply", "-f", &f1]).contains("created"));
     let f2 = c.write(
         "deploy2.yaml",
         &deploy
             .replace("replicas: 2", "replicas: 3")
             .replace("busybox:1", "busybox:2"),
     );
-    assert!(
-        c.ok(&["apply", "--validate=false", "-f", &f2])
-            .contains("configured")
-    );
+    assert!(c.ok(&["apply", "-f", &f2]).contains("configured"));
     let d: serde_json::Value =
         serde_json::from_str(&c.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
     assert_eq!(d["spec"]["replicas"], 3);
@@ -127,10 +121,7 @@ async fn kubectl_create_get_label_delete_round_trip() {
         "A"
     );
     assert_eq!(d["metadata"]["generation"], 2);
-    assert!(
-        c.ok(&["apply", "--validate=false", "-f", &f2])
-            .contains("unchanged")
-    );
+    assert!(c.ok(&["apply", "-f", &f2]).contains("unchanged"));
 
     // Server-side Table printing: the columns kubectl users know.
     let deploys = c.ok(&["get", "deployments"]);
@@ -169,7 +160,7 @@ async fn kubectl_create_get_label_delete_round_trip() {
     assert!(!ok && err.contains("NotFound"), "{err}");
 
     // Objects in a namespace that does not exist are refused.
-    let (ok, _, err) = c.kubectl(&["create", "--validate=false", "-n", "nope", "-f", &file]);
+    let (ok, _, err) = c.kubectl(&["create", "-n", "nope", "-f", &file]);
     assert!(!ok && err.contains("not found"), "{err}");
 }
 
@@ -325,7 +316,7 @@ async fn kubectl_watch_sees_changes() {
         }
     });
     // Create until the watcher reports it (the watch may start after the first create).
-    c.ok(&["create", "--validate=false", "-f", &file]);
+    c.ok(&["create", "-f", &file]);
     let line = rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("watch event");

@@ -35,7 +35,6 @@ fn owned_pod(name: &str, owner: &str, owner_uid: &str) -> String {
 fn family(c: &Cluster, name: &str) -> String {
     c.ok(&[
         "create",
-        "--validate=false",
         "-f",
         &c.write(&format!("{name}.yaml"), &replicaset(name)),
     ]);
@@ -44,7 +43,6 @@ fn family(c: &Cluster, name: &str) -> String {
         let pod = format!("{name}-{i}");
         c.ok(&[
             "create",
-            "--validate=false",
             "-f",
             &c.write(&format!("{pod}.yaml"), &owned_pod(&pod, name, &uid)),
         ]);
@@ -130,9 +128,9 @@ async fn namespace_termination_removes_content() {
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
     );
-    c.ok(&["create", "--validate=false", "-f", &ns]);
+    c.ok(&["create", "-f", &ns]);
     let content = c.write("content.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: scratch\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: scratch\nstringData:\n  a: b\n");
-    c.ok(&["create", "--validate=false", "-f", &content]);
+    c.ok(&["create", "-f", &content]);
     let phase = c.ok(&["get", "ns", "scratch", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Active");
     // kubectl waits for the namespace to disappear, which needs its content gone first.
@@ -143,19 +141,14 @@ async fn namespace_termination_removes_content() {
     let left = c.ok(&["get", "configmaps,secrets", "-n", "scratch", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
     // The name is free again.
-    c.ok(&["create", "--validate=false", "-f", &ns]);
+    c.ok(&["create", "-f", &ns]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_subresource_yaml_and_body_limit() {
     let c = Cluster::start().await;
     let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: c\n        image: nginx\n";
-    c.ok(&[
-        "create",
-        "--validate=false",
-        "-f",
-        &c.write("web.yaml", deploy),
-    ]);
+    c.ok(&["create", "-f", &c.write("web.yaml", deploy)]);
     let out = c.ok(&["scale", "deployment", "web", "--replicas=4"]);
     assert!(out.contains("deployment.apps/web scaled"), "{out}");
     assert_eq!(

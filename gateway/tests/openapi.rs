@@ -70,9 +70,20 @@ async fn kubectl_validates_through_the_server_and_explains_from_openapi_v3() {
         "{log}"
     );
     assert!(
-        ok || log.contains("imagePullPolcy"),
-        "a failure must be the server's strict decoding error:\n{out}\n{log}"
+        !ok && log
+            .contains("strict decoding error: unknown field \"spec.containers[0].imagePullPolcy\""),
+        "kubectl's default (Strict) must be refused by the server:\n{out}\n{log}"
     );
+    assert!(!c.kubectl(&["get", "pod", "typo"]).0, "nothing is written");
+    // Warn (kubectl --validate=warn) stores the pod without the unknown field and warns.
+    let (ok, out, err) = c.kubectl(&["create", "-f", &typo, "--validate=warn"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("unknown field \"spec.containers[0].imagePullPolcy\""),
+        "{err}"
+    );
+    let stored = c.ok(&["get", "pod", "typo", "-o", "json"]);
+    assert!(!stored.contains("imagePullPolcy"), "{stored}");
 
     // A `kind: List` manifest: kubectl validates its items itself, from /openapi/v2 (the
     // protobuf encoding), and reports unknown fields the way it does against Kubernetes.
