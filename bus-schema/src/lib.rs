@@ -12,6 +12,7 @@
 //! - [`validation`] returns every problem of an object with its field path;
 //!   [`selector`] parses label and field selectors.
 
+pub mod defaults;
 pub mod drover;
 pub mod envelope;
 pub mod json_schema;

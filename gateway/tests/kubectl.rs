@@ -324,3 +324,59 @@ async fn kubectl_watch_sees_changes() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_shows_objects_and_their_events() {
+    let c = Cluster::start().await;
+    let pod = c.write(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\n  annotations: {team: blue}\nspec:\n  containers:\n  - name: nginx\n    image: nginx:1.27\n    ports: [{containerPort: 80}]\n",
+    );
+    c.ok(&["create", "-f", &pod]);
+    let uid = c.ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let event = c.write(
+        "event.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: web.1\ninvolvedObject:\n  apiVersion: v1\n  kind: Pod\n  name: web\n  namespace: default\n  uid: {uid}\nreason: Scheduled\nmessage: Successfully assigned default/web to node-a\ntype: Normal\nsource: {{component: default-scheduler}}\ncount: 1\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\n"
+        ),
+    );
+    c.ok(&["create", "-f", &event]);
+    let out = c.ok(&["describe", "pod", "web"]);
+    for want in [
+        "Name:",
+        "web",
+        "Namespace:",
+        "default",
+        "app=web",
+        "team: blue",
+        "nginx:1.27",
+        "80/TCP",
+        "Events:",
+        "Scheduled",
+        "Successfully assigned default/web to node-a",
+    ] {
+        assert!(out.contains(want), "describe pod lacks {want:?}:\n{out}");
+    }
+    let deploy = c.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: api}\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n  template:\n    metadata:\n      labels: {app: api}\n    spec:\n      containers:\n      - name: api\n        image: busybox:1\n",
+    );
+    c.ok(&["apply", "-f", &deploy]);
+    let out = c.ok(&["describe", "deployment", "api"]);
+    for want in [
+        "Name:",
+        "api",
+        "Selector:",
+        "app=api",
+        "Replicas:",
+        "2 desired",
+        "busybox:1",
+    ] {
+        assert!(
+            out.contains(want),
+            "describe deployment lacks {want:?}:\n{out}"
+        );
+    }
+    let out = c.ok(&["describe", "namespace", "default"]);
+    assert!(out.contains("Status:") && out.contains("Active"), "{out}");
+}

@@ -964,6 +964,7 @@ fn parse_rv(s: &str) -> Result<u64> {
     })
 }
 
+/// Fills `apiVersion`/`kind` and the kind's API defaults (`bus_schema::defaults`).
 fn normalize_type(kind: &KindInfo, obj: &mut Value) {
     if let Some(map) = obj.as_object_mut() {
         map.entry("apiVersion")
@@ -971,6 +972,7 @@ fn normalize_type(kind: &KindInfo, obj: &mut Value) {
         map.entry("kind")
             .or_insert_with(|| Value::String(kind.kind.to_string()));
     }
+    bus_schema::defaults::apply(kind, obj);
 }
 
 fn validate(kind: &KindInfo, obj: &Value) -> Result<()> {
