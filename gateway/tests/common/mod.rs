@@ -19,6 +19,10 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub pki: Pki,
+    /// The store and authenticator the gateway was started with, kept so that
+    /// [`Cluster::restart_gateway`] can start a new one over the same state.
+    pub store: Store,
+    pub auth: Arc<Auth>,
     /// The garbage collector and namespace controller, as `drover up` runs them.
     pub controllers: drover_controllers::Controllers,
 }
@@ -35,11 +39,11 @@ impl Cluster {
         let bind = "127.0.0.1:0".parse().unwrap();
         let controllers = drover_controllers::Controllers::start(store.clone());
         let gateway = Gateway::start(
-            store,
+            store.clone(),
             GatewayConfig {
                 bind,
                 tls: pki.clone(),
-                auth,
+                auth: auth.clone(),
             },
         )
         .await
@@ -56,8 +60,33 @@ impl Cluster {
             dir,
             kubeconfig,
             pki,
+            store,
+            auth,
             controllers,
         }
+    }
+
+    /// Stops the gateway and starts a new one on the same address over the same store,
+    /// CA and token, as a gateway restart looks to clients: open watches are cut and the
+    /// kubeconfig stays valid.
+    pub async fn restart_gateway(&mut self) {
+        let (pki, auth) = (self.pki.clone(), self.auth.clone());
+        let config = |bind| GatewayConfig {
+            bind,
+            tls: pki.clone(),
+            auth: auth.clone(),
+        };
+        let addr = self.gateway.addr;
+        // `Gateway::stop` takes the gateway by value, and the port must be free before the
+        // new one binds it: a short-lived stand-in on port 0 holds `self.gateway` meanwhile.
+        let stand_in = Gateway::start(self.store.clone(), config("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        std::mem::replace(&mut self.gateway, stand_in).stop().await;
+        let restarted = Gateway::start(self.store.clone(), config(addr))
+            .await
+            .expect("restart the gateway on its previous address");
+        std::mem::replace(&mut self.gateway, restarted).stop().await;
     }
 
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
