@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod rest;
 pub mod status;
 pub mod table;

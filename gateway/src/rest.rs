@@ -155,8 +155,8 @@ pub async fn dispatch(
     resp
 }
 
-/// Reads the body up to [`MAX_BODY_BYTES`] (413 beyond) and turns a YAML body of a
-/// create or update into JSON, so the handlers only ever see JSON.
+/// Reads the body up to [`MAX_BODY_BYTES`] (413 beyond) and turns a YAML or protobuf
+/// body of a create or update into JSON, so the handlers only ever see JSON.
 async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, ApiError> {
     let body = match payload.to_bytes_limited(MAX_BODY_BYTES).await {
         Ok(Ok(body)) => body,
@@ -185,27 +185,10 @@ async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Byte
     if is_write && crate::yaml::is_yaml_media_type(content_type) {
         return crate::yaml::yaml_to_json_bytes(&body);
     }
-    if is_write && is_protobuf(content_type) {
-        // kubectl's typed generators (`kubectl create namespace|configmap|...`) send
-        // protobuf; drover has no protobuf decoder yet (see ARCHITECTURE.md).
-        return Err(ApiError {
-            code: 415,
-            reason: "UnsupportedMediaType",
-            message: format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
-            ),
-            details: None,
-        });
+    if is_write && crate::protobuf::is_protobuf(content_type) {
+        return crate::protobuf::decode(&body).map(web::Bytes::from);
     }
     Ok(body)
-}
-
-/// Whether a Content-Type is Kubernetes protobuf.
-fn is_protobuf(content_type: &str) -> bool {
-    content_type.split(';').next().is_some_and(|e| {
-        e.trim()
-            .eq_ignore_ascii_case("application/vnd.kubernetes.protobuf")
-    })
 }
 
 /// Whether the client prefers YAML (`Accept: application/yaml` first).

@@ -264,3 +264,162 @@ async fn scale_subresource_yaml_and_body_limit() {
     assert!(text.contains("RequestEntityTooLarge"), "{text}");
     assert!(!c.kubectl(&["get", "cm", "big"]).0);
 }
+
+/// kubectl's typed generators send protobuf bodies; each must land as the same object a
+/// JSON manifest would make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_generators_send_protobuf() {
+    let c = Cluster::start().await;
+    c.ok(&["create", "namespace", "gen"]);
+    assert_eq!(
+        c.ok(&["get", "ns", "gen", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    let n = ["-n", "gen"];
+    let run = |args: &[&str]| c.ok(&[&n[..], args].concat());
+    run(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=greeting=hello",
+        "--from-literal=empty=",
+    ]);
+    assert_eq!(
+        run(&["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]),
+        "hello"
+    );
+    assert_eq!(
+        run(&["get", "cm", "cfg", "-o", "jsonpath={.data}"]),
+        "{\"empty\":\"\",\"greeting\":\"hello\"}"
+    );
+    run(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=password=hunter2",
+    ]);
+    assert_eq!(
+        run(&["get", "secret", "pw", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    run(&["create", "serviceaccount", "robot"]);
+    run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=3",
+        "--port=80",
+    ]);
+    assert_eq!(
+        run(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    assert_eq!(
+        run(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].ports[0].containerPort}"
+        ]),
+        "80"
+    );
+    assert_eq!(
+        run(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.selector.matchLabels.app}"
+        ]),
+        "web"
+    );
+    run(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=8080",
+        "--target-port=80",
+    ]);
+    assert_eq!(
+        run(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}"
+        ]),
+        "80"
+    );
+    run(&["create", "service", "clusterip", "plain", "--tcp=443"]);
+    assert_eq!(
+        run(&[
+            "get",
+            "svc",
+            "plain",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}"
+        ]),
+        "443"
+    );
+    run(&[
+        "create",
+        "job",
+        "once",
+        "--image=busybox:1",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        run(&[
+            "get",
+            "job",
+            "once",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}"
+        ]),
+        "[\"echo\",\"hi\"]"
+    );
+    run(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox:1",
+        "--schedule=*/5 * * * *",
+    ]);
+    assert_eq!(
+        run(&["get", "cronjob", "tick", "-o", "jsonpath={.spec.schedule}"]),
+        "*/5 * * * *"
+    );
+    run(&[
+        "run",
+        "solo",
+        "--image=busybox:1",
+        "--labels=tier=one",
+        "--env=MODE=test",
+        "--port=9000",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert_eq!(
+        run(&[
+            "get",
+            "pod",
+            "solo",
+            "-o",
+            "jsonpath={.spec.containers[0].env[0].value}"
+        ]),
+        "test"
+    );
+    assert_eq!(
+        run(&["get", "pod", "-l", "tier=one", "-o", "name"]).trim(),
+        "pod/solo"
+    );
+    // Namespace deletion takes all of it.
+    c.ok(&["delete", "namespace", "gen"]);
+    assert!(!c.kubectl(&["get", "ns", "gen"]).0);
+}
