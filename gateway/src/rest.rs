@@ -588,15 +588,7 @@ async fn patch(
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::from_store(
-        kind,
-        &name,
-        StoreError::Conflict {
-            kind: kind.group_resource(),
-            name: name.clone(),
-            reason: "the object keeps changing; retry".into(),
-        },
-    ))
+    Err(keeps_changing(kind, &name))
 }
 
 /// Writes a whole object (PUT, and the result of a PATCH). `manager` is recorded as the
@@ -664,6 +656,19 @@ async fn write(
         .map_err(|e| ApiError::from_store(kind, &name, e))
 }
 
+/// The 409 after [`PATCH_ATTEMPTS`] read-modify-write rounds lost to other writers.
+fn keeps_changing(kind: &'static KindInfo, name: &str) -> ApiError {
+    ApiError::from_store(
+        kind,
+        name,
+        StoreError::Conflict {
+            kind: kind.group_resource(),
+            name: name.to_string(),
+            reason: "the object keeps changing; retry".into(),
+        },
+    )
+}
+
 /// GET, PUT and PATCH of the `scale` subresource.
 async fn scale_subresource(
     store: &Store,
@@ -719,15 +724,7 @@ async fn scale_subresource(
             Err(e) => return Err(ApiError::from_store(kind, &name, e)),
         }
     }
-    Err(ApiError::from_store(
-        kind,
-        &name,
-        StoreError::Conflict {
-            kind: kind.group_resource(),
-            name: name.clone(),
-            reason: "the object keeps changing; retry".into(),
-        },
-    ))
+    Err(keeps_changing(kind, &name))
 }
 
 async fn delete(
