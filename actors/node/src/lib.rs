@@ -1,0 +1,11 @@
+//! The node agent (the kubelet role, done as actors): one NodeActor per node registers
+//! the Node, keeps its Lease and conditions fresh and watches only the pods bound to it;
+//! one PodActor per pod drives the pod's sandbox and containers through a
+//! [`runtime::Runtime`] and reports status. Two runtimes implement the trait: containerd
+//! over CRI (real containers, CNI networking) and the hollow runtime (no processes, for
+//! simulated fleets).
+//!
+//! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
+//! features (logs, exec) over NATS.
+
+pub mod runtime;
