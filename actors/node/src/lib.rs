@@ -8,4 +8,8 @@
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
 
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod image;
 pub mod runtime;
