@@ -245,6 +245,14 @@ impl Containerd {
         &self.paths
     }
 
+    /// SIGKILLs our containerd and reaps it, without an async runtime (for drop guards).
+    pub fn kill_now(mut self) {
+        if self.child.id().is_some() && self.child.start_kill().is_ok() {
+            let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
+
     /// Sends SIGTERM to our containerd, waits up to `grace`, then SIGKILL. Containers keep
     /// running in their shims: stop them through CRI first if they should go too.
     pub async fn stop(mut self, grace: Duration) {
@@ -261,6 +269,90 @@ impl Containerd {
         }
         let _ = self.child.kill().await;
     }
+}
+
+/// Where containerd-shim-runc-v2 puts its socket (fixed in containerd 1.6, whatever the
+/// containerd config says).
+pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// A shim process serving one of our containerd's tasks (a sandbox or container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shim {
+    /// The shim's PID.
+    pub pid: i32,
+    /// The containerd namespace (`k8s.io` for CRI).
+    pub namespace: String,
+    /// The task (sandbox) id the shim was started for.
+    pub id: String,
+}
+
+impl Shim {
+    /// The shim's socket: `SHIM_SOCKET_DIR/<sha256(containerd socket/namespace/id)>`, as
+    /// containerd 1.6 derives it. A SIGKILLed shim leaves it behind.
+    pub fn socket_path(&self, containerd_socket: &Path) -> PathBuf {
+        use sha2::Digest;
+        let key = format!(
+            "{}/{}/{}",
+            containerd_socket.display(),
+            self.namespace,
+            self.id
+        );
+        let hex: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Path::new(SHIM_SOCKET_DIR).join(hex)
+    }
+}
+
+/// Parses a shim's argv (`containerd-shim-runc-v2 -namespace k8s.io -id <id> -address
+/// <socket>`): `Some((namespace, id))` if it serves the containerd at `socket`.
+pub fn parse_shim_args(argv: &[String], socket: &Path) -> Option<(String, String)> {
+    let prog = argv.first()?;
+    if !prog.contains("containerd-shim") {
+        return None;
+    }
+    let value = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1))
+            .cloned()
+    };
+    if value("-address").map(PathBuf::from).as_deref() != Some(socket) {
+        return None;
+    }
+    Some((value("-namespace")?, value("-id")?))
+}
+
+/// The shims (and so, the task processes) that the containerd at `socket` started, found
+/// by their command lines in /proc. Shims outlive containerd by design; after a crash
+/// these are the processes to stop (by PID) before removing containerd's state.
+pub fn find_shims(socket: &Path) -> Vec<Shim> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut shims = Vec::new();
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if let Some((namespace, id)) = parse_shim_args(&argv, socket) {
+            shims.push(Shim { pid, namespace, id });
+        }
+    }
+    shims
 }
 
 #[allow(unsafe_code)]
@@ -299,6 +391,37 @@ mod tests {
         ] {
             assert!(cfg.contains(want), "missing {want:?} in\n{cfg}");
         }
+    }
+
+    #[test]
+    fn shim_args_and_socket() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let sock = Path::new("/tmp/.tmpESD74T/data/containerd/containerd.sock");
+        let id = "18d3370302f404e39cd7b300bacd5e622f871f7853b9de71e632df9bf05b5e58";
+        let ours = argv(&format!(
+            "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id {id} -address {}",
+            sock.display()
+        ));
+        let (namespace, got_id) = parse_shim_args(&ours, sock).unwrap();
+        assert_eq!((namespace.as_str(), got_id.as_str()), ("k8s.io", id));
+        let other = argv(&format!(
+            "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id {id} -address /run/containerd/containerd.sock"
+        ));
+        assert_eq!(parse_shim_args(&other, sock), None);
+        assert_eq!(parse_shim_args(&argv("sleep 3600"), sock), None);
+        assert_eq!(parse_shim_args(&[], sock), None);
+        // Checked against a socket containerd 1.6.20 created for this shim.
+        let shim = Shim {
+            pid: 1,
+            namespace,
+            id: got_id,
+        };
+        assert_eq!(
+            shim.socket_path(sock),
+            Path::new(
+                "/run/containerd/s/538b48e1c716a70a38b9fac8ae1b4a69d091c524cddb9cea6bdd3a64f73995d6"
+            )
+        );
     }
 
     #[test]

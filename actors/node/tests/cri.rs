@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use drover_node::cni::{self, PodCidr};
-use drover_node::containerd::{Containerd, ContainerdPaths, READY_TIMEOUT};
+use drover_node::containerd::{self, Containerd, ContainerdPaths, READY_TIMEOUT};
 use drover_node::cri::{self, ContainerState, CriClient, CriError, PodSandboxState, SandboxSpec};
 use drover_node::image;
 
@@ -62,9 +62,10 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // Shims and their init processes outlive containerd; their PIDs are in its state dir.
+        // Task processes and their shims outlive containerd: the tasks' PIDs are in its
+        // state dir, the shims are found by their `-address <our socket>` argument.
         let tasks = self.paths.state().join("io.containerd.runtime.v2.task");
-        for pid_file in find_files(&tasks, &["init.pid", "shim.pid"]) {
+        for pid_file in find_files(&tasks, &["init.pid"]) {
             if let Some(pid) = std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
@@ -77,8 +78,18 @@ impl Drop for Guard {
                 );
             }
         }
-        // Dropping it SIGKILLs containerd by PID.
-        drop(self.containerd.take());
+        let socket = self.paths.socket();
+        for shim in containerd::find_shims(&socket) {
+            eprintln!("cleanup: killing shim {shim:?}");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = std::fs::remove_file(shim.socket_path(&socket));
+        }
+        if let Some(containerd) = self.containerd.take() {
+            containerd.kill_now();
+        }
         let root = self.dir.path().to_path_buf();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
