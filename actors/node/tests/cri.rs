@@ -22,7 +22,9 @@ use drover_node::image;
 const IN_NETNS: &str = "DROVER_TEST_IN_FRESH_NETNS";
 const POD_CIDR: &str = "10.244.0.0/24";
 const BUSYBOX_IMAGE: &str = "localhost/busybox:latest";
-const BUSYBOX_APPLETS: &[&str] = &["sh", "sleep", "echo", "cat", "wget", "nc", "ls"];
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "sleep", "echo", "cat", "wget", "nc", "ls", "mkdir", "httpd",
+];
 
 #[test]
 fn cri_pod_end_to_end() {
@@ -234,51 +236,91 @@ async fn scenario() {
     let listed = client.list_pod_sandboxes().await.unwrap();
     assert!(listed.iter().any(|s| s.id == sandbox_id), "{listed:?}");
 
-    // A container in it.
-    std::fs::create_dir_all(log_dir.join("app")).unwrap();
-    let config = cri::container_config(
-        "app",
-        0,
-        BUSYBOX_IMAGE,
-        vec!["sh".into(), "-c".into(), "echo hello; sleep 3600".into()],
-        vec![],
-    );
-    let container_id = client
-        .create_container(&sandbox_id, config, sandbox_config)
-        .await
-        .unwrap();
-    client.start_container(&container_id).await.unwrap();
-    let status = wait_for("the container to run", Duration::from_secs(20), || async {
-        let s = client.container_status(&container_id).await.unwrap();
-        (s.state == ContainerState::ContainerRunning as i32).then_some(s)
-    })
+    // Two containers in it: a web server, and an app that fetches from it over the
+    // pod's shared localhost and logs what it got.
+    let start = |name: &'static str, script: &'static str| {
+        let client = client.clone();
+        let sandbox_id = sandbox_id.clone();
+        let sandbox_config = sandbox_config.clone();
+        let log_dir = log_dir.clone();
+        async move {
+            std::fs::create_dir_all(log_dir.join(name)).unwrap();
+            let config = cri::container_config(
+                name,
+                0,
+                BUSYBOX_IMAGE,
+                vec!["sh".into(), "-c".into(), script.into()],
+                vec![],
+            );
+            let id = client
+                .create_container(&sandbox_id, config, sandbox_config)
+                .await
+                .unwrap();
+            client.start_container(&id).await.unwrap();
+            id
+        }
+    };
+    let web_id = start(
+        "web",
+        "mkdir -p /tmp/www && echo hi-from-pod > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+    )
     .await;
-    let log_path = PathBuf::from(&status.log_path);
-    assert_eq!(log_path, log_dir.join("app/0.log"));
-    wait_for("hello in the log", Duration::from_secs(20), || async {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        text.lines()
-            .filter_map(cri::parse_log_line)
-            .any(|l| l.stream == "stdout" && l.full && l.text == "hello")
-            .then_some(())
-    })
+    let app_id = start(
+        "app",
+        "echo hello; until wget -qO- http://127.0.0.1:8080/; do sleep 0.1; done; exec sleep 3600",
+    )
+    .await;
+    let mut log_paths = Vec::new();
+    for id in [&web_id, &app_id] {
+        let status = wait_for("the container to run", Duration::from_secs(20), || async {
+            let s = client.container_status(id).await.unwrap();
+            (s.state == ContainerState::ContainerRunning as i32).then_some(s)
+        })
+        .await;
+        log_paths.push(PathBuf::from(&status.log_path));
+    }
+    let app_log = log_paths.pop().unwrap();
+    assert_eq!(app_log, log_dir.join("app/0.log"));
+    wait_for(
+        "hello and the page in the app's log",
+        Duration::from_secs(20),
+        || async {
+            let text = std::fs::read_to_string(&app_log).unwrap_or_default();
+            let lines: Vec<_> = text
+                .lines()
+                .filter_map(cri::parse_log_line)
+                .filter(|l| l.stream == "stdout" && l.full)
+                .map(|l| l.text)
+                .collect();
+            (lines == ["hello", "hi-from-pod"]).then_some(())
+        },
+    )
     .await;
 
+    // The pod is reachable at its IP from the node (our netns) over the bridge.
+    let page = wait_for("the pod's web server", Duration::from_secs(20), || async {
+        http_get(std::net::SocketAddr::from((ip, 8080))).await.ok()
+    })
+    .await;
+    assert!(page.ends_with("hi-from-pod\n"), "{page:?}");
+
     // Tear down in order, as the PodActor will.
-    client
-        .stop_container(&container_id, Duration::from_secs(1))
-        .await
-        .unwrap();
-    let status = client.container_status(&container_id).await.unwrap();
-    assert_eq!(status.state, ContainerState::ContainerExited as i32);
-    client.remove_container(&container_id).await.unwrap();
-    assert!(
+    for id in [&app_id, &web_id] {
         client
-            .container_status(&container_id)
+            .stop_container(id, Duration::from_secs(1))
             .await
-            .unwrap_err()
-            .is_not_found()
-    );
+            .unwrap();
+        let status = client.container_status(id).await.unwrap();
+        assert_eq!(status.state, ContainerState::ContainerExited as i32);
+        client.remove_container(id).await.unwrap();
+        assert!(
+            client
+                .container_status(id)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
     client.stop_pod_sandbox(&sandbox_id).await.unwrap();
     client.remove_pod_sandbox(&sandbox_id).await.unwrap();
     assert!(client.list_pod_sandboxes().await.unwrap().is_empty());
@@ -289,4 +331,16 @@ async fn scenario() {
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(containerd_pid as i32), None).is_err()
     );
+}
+
+/// A plain HTTP/1.0 GET of `/`; returns the whole response.
+async fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+            .await??;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
+    Ok(response)
 }
