@@ -158,6 +158,29 @@ state = {state}
     )
 }
 
+/// Renders `certs.d/<host>/hosts.toml` that makes containerd pull from `host` over plain
+/// HTTP (for local registries, e.g. `127.0.0.1:5000` in tests).
+pub fn render_plain_http_hosts(host: &str) -> String {
+    let server = format!("http://{host}");
+    format!(
+        "# written by drover\nserver = {server:?}\n\n[host.{server:?}]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    )
+}
+
+/// Writes [`render_plain_http_hosts`] for `host` under the config's certs.d; containerd
+/// reads it at the next pull, no restart needed.
+pub fn allow_plain_http_registry(paths: &ContainerdPaths, host: &str) -> std::io::Result<()> {
+    if host.is_empty() || host.contains('/') || host.starts_with('.') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("registry host {host:?} must be <name>[:<port>]"),
+        ));
+    }
+    let dir = paths.certs_dir().join(host);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("hosts.toml"), render_plain_http_hosts(host))
+}
+
 /// A running containerd that this agent started. Dropping it kills the process
 /// (SIGKILL by PID); call [`Containerd::stop`] for a graceful stop.
 pub struct Containerd {
@@ -422,6 +445,26 @@ mod tests {
                 "/run/containerd/s/538b48e1c716a70a38b9fac8ae1b4a69d091c524cddb9cea6bdd3a64f73995d6"
             )
         );
+    }
+
+    #[test]
+    fn plain_http_registry_hosts() {
+        assert_eq!(
+            render_plain_http_hosts("127.0.0.1:5000"),
+            "# written by drover\nserver = \"http://127.0.0.1:5000\"\n\n[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ContainerdPaths::new(dir.path());
+        allow_plain_http_registry(&paths, "127.0.0.1:5000").unwrap();
+        assert!(
+            paths
+                .certs_dir()
+                .join("127.0.0.1:5000/hosts.toml")
+                .is_file()
+        );
+        for bad in ["", "../x", "a/b", ".."] {
+            assert!(allow_plain_http_registry(&paths, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

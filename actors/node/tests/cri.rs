@@ -21,6 +21,8 @@ use drover_node::image;
 /// Set in the re-executed child that runs inside the fresh namespaces.
 const IN_NETNS: &str = "DROVER_TEST_IN_FRESH_NETNS";
 const POD_CIDR: &str = "10.244.0.0/24";
+/// The test's registry, on the loopback of the test's own network namespace.
+const REGISTRY: &str = "127.0.0.1:5000";
 const BUSYBOX_IMAGE: &str = "localhost/busybox:latest";
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "sleep", "echo", "cat", "wget", "nc", "ls", "mkdir", "httpd",
@@ -60,6 +62,7 @@ struct Guard {
     dir: tempfile::TempDir,
     paths: ContainerdPaths,
     containerd: Option<Containerd>,
+    registry: Option<std::process::Child>,
 }
 
 impl Drop for Guard {
@@ -91,6 +94,10 @@ impl Drop for Guard {
         }
         if let Some(containerd) = self.containerd.take() {
             containerd.kill_now();
+        }
+        if let Some(mut registry) = self.registry.take() {
+            let _ = registry.kill();
+            let _ = registry.wait();
         }
         let root = self.dir.path().to_path_buf();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -160,6 +167,7 @@ async fn scenario() {
         paths: paths.clone(),
         dir,
         containerd: None,
+        registry: None,
     };
     let work = guard.dir.path().to_path_buf();
 
@@ -209,6 +217,32 @@ async fn scenario() {
             .unwrap()
             .is_none()
     );
+
+    // A pull through CRI from a plain-HTTP registry on this netns's loopback.
+    guard.registry = Some(start_registry(&work));
+    wait_for(
+        "the registry to listen",
+        Duration::from_secs(20),
+        || async { tokio::net::TcpStream::connect(REGISTRY).await.ok() },
+    )
+    .await;
+    let pushed = format!("{REGISTRY}/busybox:pulled");
+    sh(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci-archive:{}:latest", busybox_tar.display()),
+            &format!("docker://{pushed}"),
+        ],
+    );
+    containerd::allow_plain_http_registry(&paths, REGISTRY).unwrap();
+    let image_ref = client.pull_image(&pushed, None).await.unwrap();
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+    let pulled = client.image_status(&pushed).await.unwrap().unwrap();
+    assert!(pulled.repo_tags.contains(&pushed), "{pulled:?}");
     // No registry listens in this netns: a pull fails with a CRI error, not a panic.
     let pull = client.pull_image("localhost/absent:latest", None).await;
     assert!(matches!(pull, Err(CriError::Call { .. })), "{pull:?}");
@@ -343,4 +377,25 @@ async fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
     Ok(response)
+}
+
+/// Starts Debian's docker-registry on [`REGISTRY`] with its storage under `work`.
+fn start_registry(work: &Path) -> std::process::Child {
+    let config = work.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {REGISTRY}\n",
+            work.join("registry").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(work.join("registry.log")).unwrap();
+    Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("docker-registry (Debian package docker-registry; run scripts/setup)")
 }
