@@ -467,6 +467,26 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_containerd_that_exits_at_once_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ContainerdPaths::new(dir.path());
+        let err = Containerd::start(Path::new("/bin/false"), paths, READY_TIMEOUT)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, ContainerdError::Exited { .. }), "{err}");
+        let err = Containerd::start(
+            &dir.path().join("no-such-binary"),
+            ContainerdPaths::new(dir.path()),
+            READY_TIMEOUT,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(err, ContainerdError::Spawn(_)), "{err}");
+    }
+
     #[test]
     fn paths_with_quotes_stay_valid_toml_strings() {
         let cfg = render_config(&ContainerdPaths::new("/d\"x"));

@@ -478,6 +478,16 @@ mod tests {
         assert_eq!(c.metadata.unwrap().uid, "u1");
     }
 
+    #[tokio::test]
+    async fn connecting_to_a_missing_socket_is_a_connect_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = CriClient::connect(&dir.path().join("absent.sock"))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, CriError::Connect { .. }), "{err}");
+    }
+
     #[test]
     fn container_log_path_is_relative() {
         let c = container_config("app", 2, "localhost/busybox:latest", vec![], vec![]);
