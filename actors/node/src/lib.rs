@@ -5,6 +5,10 @@
 //! over CRI (real containers, CNI networking) and the hollow runtime (no processes, for
 //! simulated fleets).
 //!
+//! The containerd side is built from small modules: [`containerd`] (config + the
+//! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
+//! archives, the pause image, `ctr` import) and [`cri`] (the CRI client).
+//!
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
 
