@@ -1,0 +1,19 @@
+//! The node agent (the kubelet role, done as actors): one NodeActor per node registers
+//! the Node, keeps its Lease and conditions fresh and watches only the pods bound to it;
+//! one PodActor per pod drives the pod's sandbox and containers through a
+//! [`runtime::Runtime`] and reports status. Two runtimes implement the trait: containerd
+//! over CRI (real containers, CNI networking) and the hollow runtime (no processes, for
+//! simulated fleets).
+//!
+//! The containerd side is built from small modules: [`containerd`] (config + the
+//! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
+//! archives, the pause image, `ctr` import) and [`cri`] (the CRI client).
+//!
+//! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
+//! features (logs, exec) over NATS.
+
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod image;
+pub mod runtime;
