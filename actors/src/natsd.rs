@@ -217,8 +217,10 @@ pub fn spawn(cfg: &NatsServerConfig) -> Result<Child, NatsdError> {
     Ok(cmd.spawn()?)
 }
 
+/// Makes the child get SIGKILL when the thread that spawned it dies (PR_SET_PDEATHSIG),
+/// so a `kill -9` of drover does not leak the servers it runs (nats-server, containerd).
 #[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut Command) {
+pub fn set_parent_death_signal(cmd: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
     // which is async-signal-safe; it touches no memory shared with the parent.
     unsafe {

@@ -225,7 +225,7 @@ impl Containerd {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        set_parent_death_signal(&mut cmd);
+        drover_actors::natsd::set_parent_death_signal(&mut cmd);
         let child = cmd.spawn()?;
         let pid = child.id().unwrap_or(0);
         let mut containerd = Containerd { paths, child, pid };
@@ -376,18 +376,6 @@ pub fn find_shims(socket: &Path) -> Vec<Shim> {
         }
     }
     shims
-}
-
-#[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-    // which is async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
-    }
 }
 
 #[cfg(test)]
