@@ -2,10 +2,16 @@
 //! the Node, keeps its Lease and conditions fresh and watches only the pods bound to it;
 //! one PodActor per pod drives the pod's sandbox and containers through a
 //! [`runtime::Runtime`] and reports status. Two runtimes implement the trait: containerd
-//! over CRI (real containers, CNI networking) and the hollow runtime (no processes, for
-//! simulated fleets).
+//! over CRI (real containers, CNI networking) and the hollow runtime ([`hollow`]: no
+//! processes, for simulated fleets).
+//!
+//! Layout: [`runtime`] is the seam; [`cidr`] and [`node`] are I/O-free cores (CIDR
+//! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
+//! the store; [`fleet`] runs many hollow agents in one process.
 //!
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
 
+pub mod cidr;
+pub mod hollow;
 pub mod runtime;
