@@ -14,4 +14,5 @@
 
 pub mod cidr;
 pub mod hollow;
+pub mod node;
 pub mod runtime;
