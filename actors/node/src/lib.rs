@@ -12,7 +12,15 @@
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
 
+pub mod agent;
 pub mod cidr;
+pub mod fleet;
 pub mod hollow;
 pub mod node;
+pub mod pod;
 pub mod runtime;
+
+pub use agent::{AgentConfig, AgentError, NodeAgent};
+pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
+pub use hollow::{HollowConfig, HollowRuntime};
+pub use runtime::Runtime;
