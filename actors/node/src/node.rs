@@ -357,11 +357,12 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
     }
 }
 
-/// The status of a pod whose sandbox runs: phase, IPs, start time, container statuses
-/// and the four conditions. Transition times are kept from `previous` when a condition
+/// The status of a pod whose sandbox runs: phase (by `restart_policy`: `Always`,
+/// `OnFailure`, `Never`), IPs, start time, container statuses and the four conditions. Transition times are kept from `previous` when a condition
 /// did not change, so an unchanged pod yields an unchanged status (and no write).
 pub fn pod_status(
     previous: Option<&PodStatus>,
+    restart_policy: &str,
     host_ip: &str,
     pod_ip: &str,
     start_time: Timestamp,
@@ -377,18 +378,31 @@ pub fn pod_status(
         && statuses
             .iter()
             .all(|s| s.state.as_ref().is_some_and(|st| st.terminated.is_some()));
-    let phase = if any_running {
-        "Running"
-    } else if all_terminated {
-        let all_ok = statuses.iter().all(|s| {
+    let all_ok = all_terminated
+        && statuses.iter().all(|s| {
             s.state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
                 .is_some_and(|t| t.exit_code == 0)
         });
-        if all_ok { "Succeeded" } else { "Failed" }
-    } else {
-        "Pending"
+    // A pod is over only when its restart policy lets nothing run again (Kubernetes'
+    // phase rules); until restarts exist, a pod that would be restarted stays Running
+    // (once something ran) or Pending.
+    let ever_started = containers
+        .iter()
+        .any(|c| c.status.as_ref().is_some_and(|s| s.started_at.is_some()));
+    let phase = match restart_policy {
+        _ if any_running => "Running",
+        "Never" if all_terminated => {
+            if all_ok {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        }
+        "OnFailure" if all_ok => "Succeeded",
+        _ if ever_started => "Running",
+        _ => "Pending",
     };
     let flag = |b: bool| if b { "True" } else { "False" };
     let previous_conditions = previous

@@ -74,13 +74,24 @@ struct Running {
 /// The actor's body: reconcile on every change until the pod is gone.
 pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
     let mut running = Running::default();
+    // The uid this actor serves (the agent keys actors by uid), to find its sandboxes
+    // even after the pod itself is gone.
+    let mut uid = rx
+        .borrow()
+        .as_ref()
+        .and_then(|p| object::meta_str(p, "uid"))
+        .unwrap_or("")
+        .to_string();
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
             None => {
                 // Deleted from the store without passing through termination (grace 0
                 // by someone else): nothing to report, just clean up.
-                if let Some(uid) = running_uid(&running) {
+                if let Some(known) = running_uid(&running) {
+                    uid = known;
+                }
+                if !uid.is_empty() {
                     teardown(&ctx, &mut running, &uid, Duration::ZERO).await;
                 }
                 return;
@@ -208,9 +219,11 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<()
         .and_then(|s| s.start_time.as_ref())
         .map(|t| t.0)
         .unwrap_or(sandbox.created_at);
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     write_status(ctx, pod, |previous| {
         node::pod_status(
             previous,
+            restart_policy,
             &ctx.host_ip,
             &sandbox.ip,
             start_time,

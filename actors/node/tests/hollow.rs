@@ -279,3 +279,76 @@ async fn hundred_hollow_nodes_register() {
     );
     fleet.stop().await;
 }
+
+/// Waits until `cond` holds on runtime state (which has no watch), polling under the guard.
+async fn until(mut cond: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(GUARD, async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition not reached before the guard timeout")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_failures_are_reported_and_immediate_deletes_clean_up() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let fleet = run_hollow_fleet(
+        store.clone(),
+        1,
+        FleetConfig {
+            hollow: drover_node::HollowConfig {
+                failure_rate: 1.0,
+                ..Default::default()
+            },
+            ..fleet_config()
+        },
+    )
+    .await
+    .unwrap();
+    let node_name = fleet.agents[0].node_name().to_string();
+    let pod_kind = bus_schema::kinds::of::<Pod>();
+    let pod = json!({
+        "metadata": {"name": "doomed", "namespace": "default"},
+        "spec": {"nodeName": node_name, "restartPolicy": "Never",
+                 "containers": [{"name": "main", "image": "busybox"}]}
+    });
+    store.create(pod_kind, pod).await.unwrap();
+    let event = wait_event(&store, pod_kind, Some("default"), |e| {
+        named(e, "doomed").is_some_and(|p| p.pointer("/status/phase") == Some(&json!("Failed")))
+    })
+    .await;
+    let pod = named(&event, "doomed").unwrap();
+    let terminated = pod
+        .pointer("/status/containerStatuses/0/state/terminated")
+        .unwrap();
+    assert_eq!(terminated["reason"], "StartError");
+    assert_eq!(
+        pod.pointer("/status/conditions/3/type"),
+        Some(&json!("Ready"))
+    );
+    assert_eq!(
+        pod.pointer("/status/conditions/3/status"),
+        Some(&json!("False"))
+    );
+
+    // Deleted at once (grace 0) by someone else: the agent still cleans the runtime up.
+    let runtime = fleet.runtimes[0].clone();
+    assert_eq!(runtime.list_sandboxes().await.unwrap().len(), 1);
+    store
+        .delete(
+            pod_kind,
+            Some("default"),
+            "doomed",
+            &DeleteOptions {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    until(async || runtime.list_sandboxes().await.unwrap().is_empty()).await;
+    fleet.stop().await;
+}

@@ -142,7 +142,15 @@ fn pod_status_of_running_and_pending_containers() {
         image: "busybox".into(),
         status: Some(running.clone()),
     }];
-    let s = pod_status(None, "127.0.0.1", "10.244.0.2", now, &observed, now);
+    let s = pod_status(
+        None,
+        "Always",
+        "127.0.0.1",
+        "10.244.0.2",
+        now,
+        &observed,
+        now,
+    );
     assert_eq!(s.phase.as_deref(), Some("Running"));
     assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.2"));
     let cs = &s.container_statuses.as_ref().unwrap()[0];
@@ -167,7 +175,15 @@ fn pod_status_of_running_and_pending_containers() {
     // Same observation later: identical status (no write needed).
     let later = t("2026-01-01T00:05:00Z");
     assert_eq!(
-        pod_status(Some(&s), "127.0.0.1", "10.244.0.2", now, &observed, later),
+        pod_status(
+            Some(&s),
+            "Always",
+            "127.0.0.1",
+            "10.244.0.2",
+            now,
+            &observed,
+            later
+        ),
         s
     );
 
@@ -175,19 +191,34 @@ fn pod_status_of_running_and_pending_containers() {
         status: None,
         ..observed[0].clone()
     }];
-    let p = pod_status(None, "127.0.0.1", "10.244.0.2", now, &pending, now);
+    let p = pod_status(
+        None,
+        "Always",
+        "127.0.0.1",
+        "10.244.0.2",
+        now,
+        &pending,
+        now,
+    );
     assert_eq!(p.phase.as_deref(), Some("Pending"));
     let failed = [ObservedContainer {
         status: Some(runtime::ContainerStatus {
             state: runtime::ContainerState::Exited,
             exit_code: Some(128),
             reason: Some("StartError".into()),
+            started_at: None,
             ..running
         }),
         ..observed[0].clone()
     }];
-    let f = pod_status(None, "127.0.0.1", "10.244.0.2", now, &failed, now);
-    assert_eq!(f.phase.as_deref(), Some("Failed"));
+    for (policy, want) in [
+        ("Never", "Failed"),
+        ("OnFailure", "Pending"),
+        ("Always", "Pending"),
+    ] {
+        let f = pod_status(None, policy, "127.0.0.1", "10.244.0.2", now, &failed, now);
+        assert_eq!(f.phase.as_deref(), Some(want), "{policy}");
+    }
 }
 
 #[test]
