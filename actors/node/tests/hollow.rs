@@ -352,3 +352,68 @@ async fn start_failures_are_reported_and_immediate_deletes_clean_up() {
     until(async || runtime.list_sandboxes().await.unwrap().is_empty()).await;
     fleet.stop().await;
 }
+
+fn container_ids(pod: &Value) -> Vec<String> {
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["containerID"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarted_agent_re_adopts_running_pods() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let config = fleet_config();
+    let mut fleet = run_hollow_fleet(store.clone(), 1, config.clone())
+        .await
+        .unwrap();
+    let node_name = fleet.agents[0].node_name().to_string();
+    let cidr = fleet.agents[0].pod_cidr().to_string();
+    let pod_kind = bus_schema::kinds::of::<Pod>();
+    let pod = json!({
+        "metadata": {"name": "keeper", "namespace": "default"},
+        "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "busybox"}]}
+    });
+    store.create(pod_kind, pod).await.unwrap();
+    let running = |e: &WatchEvent| {
+        named(e, "keeper").is_some_and(|p| {
+            p.pointer("/status/phase") == Some(&json!("Running")) && !container_ids(p).is_empty()
+        })
+    };
+    let event = wait_event(&store, pod_kind, Some("default"), running).await;
+    let before = container_ids(named(&event, "keeper").unwrap());
+
+    // Stop the agent (the pod keeps running in the runtime), wipe the pod's status so
+    // the next agent has to write it again, and start a new agent on the same runtime.
+    fleet.agents.pop().unwrap().stop().await;
+    let mut pod = store
+        .get(pod_kind, Some("default"), "keeper")
+        .await
+        .unwrap();
+    pod.as_object_mut().unwrap().remove("status");
+    let wiped = store.update(pod_kind, pod).await.unwrap();
+    let wiped_rv: u64 = object::meta_str(&wiped, "resourceVersion")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let runtime: std::sync::Arc<dyn Runtime> = fleet.runtimes[0].clone();
+    let agent = drover_node::NodeAgent::start(
+        store.clone(),
+        runtime,
+        drover_node::fleet::node_config(&config, 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(agent.pod_cidr(), cidr, "re-registration keeps the pod cidr");
+    let event = wait_event(&store, pod_kind, Some("default"), |e| {
+        e.revision() > wiped_rv && running(e)
+    })
+    .await;
+    let after = container_ids(named(&event, "keeper").unwrap());
+    assert_eq!(before, after, "containers were re-adopted, not restarted");
+    assert_eq!(fleet.runtimes[0].list_sandboxes().await.unwrap().len(), 1);
+    agent.stop().await;
+}
