@@ -140,14 +140,7 @@ impl NodeAgent {
             .await?;
         let config = Arc::new(config);
         let heartbeat = tokio::spawn(
-            heartbeat(
-                store.clone(),
-                config.clone(),
-                registered.capacity,
-                registered.runtime_version.clone(),
-                registered.pod_cidr.clone(),
-            )
-            .instrument(span.clone()),
+            heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
         );
         let ctx = Arc::new(PodCtx {
             store,
@@ -182,10 +175,13 @@ impl NodeAgent {
     }
 }
 
+#[derive(Clone)]
 struct Registered {
     pod_cidr: String,
     capacity: Capacity,
     runtime_version: crate::runtime::RuntimeVersion,
+    lease: Lease,
+    node_uid: Option<String>,
 }
 
 async fn register(
@@ -207,12 +203,14 @@ async fn register(
     let pod_cidr = claim_pod_cidr(store, name, cluster, config.node_cidr_prefix).await?;
     runtime.update_pod_cidr(&pod_cidr).await?;
     let node = upsert_node(store, config, &capacity, &runtime_version, &pod_cidr).await?;
-    renew_lease(store, config, node.metadata.uid.as_deref()).await?;
+    let lease = renew_lease(store, config, node.metadata.uid.as_deref(), None).await?;
     tracing::info!(message = "node registered", %pod_cidr);
     Ok(Registered {
         pod_cidr,
         capacity,
         runtime_version,
+        lease,
+        node_uid: node.metadata.uid,
     })
 }
 
@@ -357,27 +355,42 @@ async fn upsert_node(
     })
 }
 
-/// Creates the node's Lease or moves its renewTime to now.
+/// Creates the node's Lease or moves its renewTime to now; returns the stored Lease.
+/// With `last` (the Lease this agent wrote before) the renewal is one CAS write and no
+/// read; a conflict or a missing Lease falls back to read-modify-write.
 async fn renew_lease(
     store: &Store,
     config: &AgentConfig,
     node_uid: Option<&str>,
-) -> Result<(), StoreError> {
+    last: Option<Lease>,
+) -> Result<Lease, StoreError> {
     let leases = store.api::<Lease>();
     let name = &config.identity.name;
+    let renewed = |mut lease: Lease| {
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(name.clone());
+        spec.lease_duration_seconds = Some(config.lease_duration_seconds);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease
+    };
+    if let Some(last) = last {
+        match leases.update(&renewed(last)).await {
+            Ok(lease) => return Ok(lease),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     for attempt in 0..CAS_ATTEMPTS {
-        let now = Timestamp::now();
         let result = match leases.get(Some(node::NODE_LEASE_NAMESPACE), name).await {
-            Ok(mut lease) => {
-                let spec = lease.spec.get_or_insert_with(Default::default);
-                spec.holder_identity = Some(name.clone());
-                spec.lease_duration_seconds = Some(config.lease_duration_seconds);
-                spec.renew_time = Some(MicroTime(now));
-                leases.update(&lease).await.map(|_| ())
-            }
+            Ok(lease) => leases.update(&renewed(lease)).await,
             Err(StoreError::NotFound { .. }) => {
-                let lease = node::node_lease(name, node_uid, config.lease_duration_seconds, now);
-                leases.create(&lease).await.map(|_| ())
+                let lease = node::node_lease(
+                    name,
+                    node_uid,
+                    config.lease_duration_seconds,
+                    Timestamp::now(),
+                );
+                leases.create(&lease).await
             }
             Err(e) => return Err(e),
         };
@@ -388,18 +401,24 @@ async fn renew_lease(
             other => return other,
         }
     }
-    Ok(())
+    Err(StoreError::Conflict {
+        kind: "leases.coordination.k8s.io".into(),
+        name: name.clone(),
+        reason: "lease renewal lost every race".into(),
+    })
 }
 
 /// Renews the Lease every `lease_renew_interval` and refreshes the Node's conditions
 /// every `node_status_interval`; failures are logged and retried at the next tick.
-async fn heartbeat(
-    store: Store,
-    config: Arc<AgentConfig>,
-    capacity: Capacity,
-    runtime_version: crate::runtime::RuntimeVersion,
-    pod_cidr: String,
-) {
+async fn heartbeat(store: Store, config: Arc<AgentConfig>, registered: Registered) {
+    let Registered {
+        pod_cidr,
+        capacity,
+        runtime_version,
+        lease,
+        node_uid,
+    } = registered;
+    let mut last_lease = Some(lease);
     let mut lease_tick = tokio::time::interval(config.lease_renew_interval);
     lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut status_tick = tokio::time::interval(config.node_status_interval);
@@ -410,8 +429,9 @@ async fn heartbeat(
     loop {
         tokio::select! {
             _ = lease_tick.tick() => {
-                if let Err(error) = renew_lease(&store, &config, None).await {
-                    tracing::warn!(message = "lease renewal failed", %error);
+                match renew_lease(&store, &config, node_uid.as_deref(), last_lease.take()).await {
+                    Ok(lease) => last_lease = Some(lease),
+                    Err(error) => tracing::warn!(message = "lease renewal failed", %error),
                 }
             }
             _ = status_tick.tick() => {
