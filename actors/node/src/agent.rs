@@ -63,6 +63,10 @@ pub struct AgentConfig {
     pub lease_renew_interval: Duration,
     /// Node condition heartbeat period.
     pub node_status_interval: Duration,
+    /// First restart delay of an exited container (doubles per restart).
+    pub restart_backoff_base: Duration,
+    /// Longest restart delay.
+    pub restart_backoff_max: Duration,
 }
 
 impl AgentConfig {
@@ -83,6 +87,8 @@ impl AgentConfig {
             lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
             lease_renew_interval: DEFAULT_LEASE_RENEW_INTERVAL,
             node_status_interval: DEFAULT_NODE_STATUS_INTERVAL,
+            restart_backoff_base: node::DEFAULT_RESTART_BACKOFF_BASE,
+            restart_backoff_max: node::DEFAULT_RESTART_BACKOFF_MAX,
         }
     }
 }
@@ -147,6 +153,8 @@ impl NodeAgent {
             runtime,
             node_name: config.identity.name.clone(),
             host_ip: config.identity.address.clone(),
+            restart_backoff_base: config.restart_backoff_base,
+            restart_backoff_max: config.restart_backoff_max,
         });
         let pods = tokio::spawn(pod_loop(ctx).instrument(span));
         Ok(NodeAgent {

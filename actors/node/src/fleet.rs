@@ -34,6 +34,10 @@ pub struct FleetConfig {
     pub lease_renew_interval: Duration,
     /// Node condition heartbeat period of each node.
     pub node_status_interval: Duration,
+    /// First restart delay of an exited container.
+    pub restart_backoff_base: Duration,
+    /// Longest restart delay.
+    pub restart_backoff_max: Duration,
 }
 
 impl Default for FleetConfig {
@@ -52,6 +56,8 @@ impl Default for FleetConfig {
             cluster_cidr: crate::cidr::DEFAULT_CLUSTER_CIDR.into(),
             lease_renew_interval: agent::DEFAULT_LEASE_RENEW_INTERVAL,
             node_status_interval: agent::DEFAULT_NODE_STATUS_INTERVAL,
+            restart_backoff_base: crate::node::DEFAULT_RESTART_BACKOFF_BASE,
+            restart_backoff_max: crate::node::DEFAULT_RESTART_BACKOFF_MAX,
         }
     }
 }
@@ -81,6 +87,8 @@ pub fn node_config(config: &FleetConfig, idx: usize) -> AgentConfig {
     agent.cluster_cidr = config.cluster_cidr.clone();
     agent.lease_renew_interval = config.lease_renew_interval;
     agent.node_status_interval = config.node_status_interval;
+    agent.restart_backoff_base = config.restart_backoff_base;
+    agent.restart_backoff_max = config.restart_backoff_max;
     agent.identity.labels = BTreeMap::from([(HOLLOW_NODE_LABEL.to_string(), "true".to_string())]);
     if !config.zones.is_empty() {
         agent.identity.zone = Some(config.zones[idx % config.zones.len()].clone());

@@ -282,6 +282,32 @@ pub fn node_lease(
     }
 }
 
+/// First restart delay of a container that exited (kubelet's CrashLoopBackOff base).
+pub const DEFAULT_RESTART_BACKOFF_BASE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest restart delay (kubelet's cap).
+pub const DEFAULT_RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether a container that exited with `exit_code` is restarted under the pod's
+/// `restartPolicy` (`Always`, `OnFailure`, `Never`; unknown values count as `Always`,
+/// the API default).
+pub fn should_restart(restart_policy: &str, exit_code: i32) -> bool {
+    match restart_policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// Delay before restart number `restart_count + 1`: `base * 2^restart_count`, capped.
+pub fn restart_backoff(
+    restart_count: u32,
+    base: std::time::Duration,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    let factor = 1u32.checked_shl(restart_count.min(31)).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(max).min(max)
+}
+
 /// One container of a pod as the runtime sees it, with its spec name and image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedContainer {
@@ -291,12 +317,44 @@ pub struct ObservedContainer {
     pub image: String,
     /// What the runtime reports, if the container exists.
     pub status: Option<runtime::ContainerStatus>,
+    /// The final state of the previous instance (after a restart): `lastState`.
+    pub last: Option<runtime::ContainerStatus>,
+    /// The container exited and waits for its restart delay (`CrashLoopBackOff`).
+    pub backoff: bool,
+}
+
+fn terminated(s: &runtime::ContainerStatus) -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: s.exit_code.unwrap_or(-1),
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+            started_at: s.started_at.map(Time),
+            finished_at: s.finished_at.map(Time),
+            container_id: Some(format!("hollow://{}", s.id)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// `containerStatuses` entry for one observed container.
 pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
     let time = |t: Option<Timestamp>| t.map(Time);
     let (state, running) = match &c.status {
+        Some(s) if c.backoff && s.state == runtime::ContainerState::Exited => (
+            ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    message: Some(format!(
+                        "back-off restarting failed container {} in pod",
+                        c.name
+                    )),
+                }),
+                ..Default::default()
+            },
+            false,
+        ),
         None => (
             ContainerState {
                 waiting: Some(ContainerStateWaiting {
@@ -317,21 +375,7 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
                 },
                 true,
             ),
-            runtime::ContainerState::Exited => (
-                ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: s.exit_code.unwrap_or(-1),
-                        reason: s.reason.clone(),
-                        message: s.message.clone(),
-                        started_at: time(s.started_at),
-                        finished_at: time(s.finished_at),
-                        container_id: Some(format!("hollow://{}", s.id)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                false,
-            ),
+            runtime::ContainerState::Exited => (terminated(s), false),
             runtime::ContainerState::Created | runtime::ContainerState::Unknown => (
                 ContainerState {
                     waiting: Some(ContainerStateWaiting {
@@ -353,6 +397,14 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
         started: Some(running),
         restart_count: c.status.as_ref().map_or(0, |s| s.attempt as i32),
         state: Some(state),
+        // In backoff the exited instance is the last state; after a restart, the
+        // previous instance is.
+        last_state: match &c.status {
+            Some(s) if c.backoff && s.state == runtime::ContainerState::Exited => {
+                Some(terminated(s))
+            }
+            _ => c.last.as_ref().map(terminated),
+        },
         ..Default::default()
     }
 }

@@ -3,8 +3,9 @@
 //! runtime toward it: sandbox and containers up for a live pod, everything stopped and the
 //! pod deleted with grace 0 for a terminating one.
 //!
-//! Minimal for now: containers are created and started once; no init containers,
-//! probes, restarts or backoff yet (those come with the containerd runtime). A restarted
+//! Minimal for now: containers are created, started, and restarted per `restartPolicy`
+//! with exponential backoff (CrashLoopBackOff); no init containers, probes or graceful
+//! preStop yet (those come with the containerd runtime). A restarted
 //! actor re-adopts the pod's sandbox and containers from the runtime by pod uid and
 //! container name instead of starting new ones.
 
@@ -18,10 +19,12 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::node::{self, ObservedContainer};
 use crate::runtime::{
-    ContainerConfig, ContainerId, Runtime, RuntimeError, SandboxConfig, SandboxInfo, SandboxState,
+    ContainerConfig, ContainerId, ContainerState, Runtime, RuntimeError, SandboxConfig,
+    SandboxInfo, SandboxState,
 };
 
 /// Pause before retrying a pod whose runtime call failed with a retryable error.
@@ -39,6 +42,10 @@ pub struct PodCtx {
     pub node_name: String,
     /// The node's IP (`status.hostIP`).
     pub host_ip: String,
+    /// First restart delay of an exited container.
+    pub restart_backoff_base: Duration,
+    /// Longest restart delay.
+    pub restart_backoff_max: Duration,
 }
 
 /// core/v1 Pod's kind.
@@ -68,7 +75,12 @@ impl PodError {
 #[derive(Default)]
 struct Running {
     sandbox: Option<SandboxInfo>,
+    /// Current instance of each container, by spec name.
     containers: BTreeMap<String, ContainerId>,
+    /// When each exited container's restart is due.
+    restart_at: BTreeMap<String, Instant>,
+    /// Final state of each container's previous instance (`lastState`).
+    last: BTreeMap<String, crate::runtime::ContainerStatus>,
 }
 
 /// The actor's body: reconcile on every change until the pod is gone.
@@ -100,8 +112,14 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
                 terminate(&ctx, &mut running, &pod).await;
                 return;
             }
-            Some(pod) => {
-                if let Err(error) = reconcile(&ctx, &mut running, pod).await {
+            Some(pod) => match reconcile(&ctx, &mut running, pod).await {
+                Ok(Some(wake_at)) => {
+                    // A restart is due then, unless the pod changes first.
+                    let _ = tokio::time::timeout_at(wake_at, rx.changed()).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
                     tracing::warn!(message = "pod reconcile failed", %error);
                     if error.is_retryable() {
                         // Retry after a pause, or at once if the pod changes.
@@ -109,7 +127,7 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
                         continue;
                     }
                 }
-            }
+            },
         }
         if rx.changed().await.is_err() {
             // The agent is stopping: leave the pod running for the next agent to adopt.
@@ -122,14 +140,19 @@ fn running_uid(running: &Running) -> Option<String> {
     running.sandbox.as_ref().map(|s| s.config.pod_uid.clone())
 }
 
-/// Sandbox up, containers created and started, status written.
-async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<(), PodError> {
+/// Sandbox up, containers created, started and restarted per the restart policy (with
+/// exponential backoff), status written. Returns when to look again (a restart is due).
+async fn reconcile(
+    ctx: &PodCtx,
+    running: &mut Running,
+    pod: Value,
+) -> Result<Option<Instant>, PodError> {
     let typed: Pod = match serde_json::from_value(pod.clone()) {
         Ok(p) => p,
         Err(error) => {
             // Garbage from the store: log and drop, never panic.
             tracing::warn!(message = "pod does not decode; ignoring", %error);
-            return Ok(());
+            return Ok(None);
         }
     };
     let uid = typed.metadata.uid.clone().unwrap_or_default();
@@ -145,9 +168,16 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<()
                 .find(|s| s.config.pod_uid == uid && s.state == SandboxState::Ready);
             let sandbox = match existing {
                 Some(s) => {
+                    // Re-adopt the newest instance of each container.
+                    let mut newest: BTreeMap<String, (u32, ContainerId)> = BTreeMap::new();
                     for c in ctx.runtime.list_containers(Some(&s.id)).await? {
-                        running.containers.insert(c.name.clone(), c.id);
+                        if newest.get(&c.name).is_none_or(|(a, _)| *a <= c.attempt) {
+                            newest.insert(c.name.clone(), (c.attempt, c.id));
+                        }
                     }
+                    running
+                        .containers
+                        .extend(newest.into_iter().map(|(name, (_, id))| (name, id)));
                     s
                 }
                 None => {
@@ -170,47 +200,87 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<()
             sandbox
         }
     };
+    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let mut observed = Vec::new();
+    let mut wake_at: Option<Instant> = None;
     for c in &spec.containers {
-        let id = match running.containers.get(&c.name) {
-            Some(id) => id.clone(),
-            None => {
-                let config = ContainerConfig {
-                    name: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
-                    command: c.command.clone().unwrap_or_default(),
-                    args: c.args.clone().unwrap_or_default(),
-                    env: c
-                        .env
-                        .iter()
-                        .flatten()
-                        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-                        .collect(),
-                    working_dir: c.working_dir.clone(),
-                    attempt: 0,
-                };
-                let id = ctx.runtime.create_container(&sandbox.id, &config).await?;
-                running.containers.insert(c.name.clone(), id.clone());
-                if let Err(error) = ctx.runtime.start_container(&id).await {
-                    // The container is left Exited (StartError) and reported as such;
-                    // restarts come later.
-                    tracing::warn!(message = "container failed to start", container = %c.name, %error);
+        let config = ContainerConfig {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            env: c
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+                .collect(),
+            working_dir: c.working_dir.clone(),
+            attempt: 0,
+        };
+        let mut status = match running.containers.get(&c.name) {
+            Some(id) => match ctx.runtime.container_status(id).await {
+                Ok(s) => Some(s),
+                Err(RuntimeError::NotFound { .. }) => {
+                    running.containers.remove(&c.name);
+                    None
                 }
-                id
-            }
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
         };
-        let status = match ctx.runtime.container_status(&id).await {
-            Ok(s) => Some(s),
-            Err(RuntimeError::NotFound { .. }) => {
+        if status.is_none() {
+            status = Some(start_container(ctx, running, &sandbox, config.clone()).await?);
+        }
+        let mut backoff = false;
+        if let Some(exited) = status.clone().filter(|s| {
+            s.state == ContainerState::Exited
+                && node::should_restart(restart_policy, s.exit_code.unwrap_or(-1))
+        }) {
+            let delay = node::restart_backoff(
+                exited.attempt,
+                ctx.restart_backoff_base,
+                ctx.restart_backoff_max,
+            );
+            let due = *running
+                .restart_at
+                .entry(c.name.clone())
+                .or_insert_with(|| Instant::now() + delay);
+            if Instant::now() >= due {
+                running.restart_at.remove(&c.name);
+                ctx.runtime.remove_container(&exited.id).await?;
                 running.containers.remove(&c.name);
-                None
+                running.last.insert(c.name.clone(), exited.clone());
+                let config = ContainerConfig {
+                    attempt: exited.attempt + 1,
+                    ..config
+                };
+                let restarted = start_container(ctx, running, &sandbox, config).await?;
+                if restarted.state == ContainerState::Exited
+                    && node::should_restart(restart_policy, restarted.exit_code.unwrap_or(-1))
+                {
+                    let delay = node::restart_backoff(
+                        restarted.attempt,
+                        ctx.restart_backoff_base,
+                        ctx.restart_backoff_max,
+                    );
+                    let due = Instant::now() + delay;
+                    running.restart_at.insert(c.name.clone(), due);
+                    wake_at = Some(wake_at.map_or(due, |w| w.min(due)));
+                    backoff = true;
+                }
+                status = Some(restarted);
+            } else {
+                wake_at = Some(wake_at.map_or(due, |w| w.min(due)));
+                backoff = true;
             }
-            Err(e) => return Err(e.into()),
-        };
+        }
         observed.push(ObservedContainer {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             status,
+            last: running.last.get(&c.name).cloned(),
+            backoff,
         });
     }
     let start_time = typed
@@ -219,7 +289,6 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<()
         .and_then(|s| s.start_time.as_ref())
         .map(|t| t.0)
         .unwrap_or(sandbox.created_at);
-    let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     write_status(ctx, pod, |previous| {
         node::pod_status(
             previous,
@@ -231,7 +300,24 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<()
             Timestamp::now(),
         )
     })
-    .await
+    .await?;
+    Ok(wake_at)
+}
+
+/// Creates and starts one container; a start failure leaves it Exited (`StartError`) and
+/// is reported through its status, not as an error.
+async fn start_container(
+    ctx: &PodCtx,
+    running: &mut Running,
+    sandbox: &SandboxInfo,
+    config: ContainerConfig,
+) -> Result<crate::runtime::ContainerStatus, PodError> {
+    let id = ctx.runtime.create_container(&sandbox.id, &config).await?;
+    running.containers.insert(config.name.clone(), id.clone());
+    if let Err(error) = ctx.runtime.start_container(&id).await {
+        tracing::warn!(message = "container failed to start", container = %config.name, %error);
+    }
+    Ok(ctx.runtime.container_status(&id).await?)
 }
 
 /// Writes `status(previous)` into the pod with a CAS, re-reading on conflict. Stops

@@ -417,3 +417,50 @@ async fn restarted_agent_re_adopts_running_pods() {
     assert_eq!(fleet.runtimes[0].list_sandboxes().await.unwrap().len(), 1);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_containers_restart_with_backoff() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let fleet = run_hollow_fleet(
+        store.clone(),
+        1,
+        FleetConfig {
+            hollow: drover_node::HollowConfig {
+                failure_rate: 1.0,
+                ..Default::default()
+            },
+            restart_backoff_base: Duration::from_millis(20),
+            restart_backoff_max: Duration::from_millis(80),
+            ..fleet_config()
+        },
+    )
+    .await
+    .unwrap();
+    let node_name = fleet.agents[0].node_name().to_string();
+    let pod_kind = bus_schema::kinds::of::<Pod>();
+    let pod = json!({
+        "metadata": {"name": "crashy", "namespace": "default"},
+        "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "busybox"}]}
+    });
+    store.create(pod_kind, pod).await.unwrap();
+    let event = wait_event(&store, pod_kind, Some("default"), |e| {
+        named(e, "crashy").is_some_and(|p| {
+            p.pointer("/status/containerStatuses/0/restartCount")
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n >= 2)
+        })
+    })
+    .await;
+    let status = named(&event, "crashy").unwrap()["status"].clone();
+    let c = &status["containerStatuses"][0];
+    assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff", "{c}");
+    assert_eq!(c["lastState"]["terminated"]["reason"], "StartError", "{c}");
+    assert_eq!(c["ready"], false);
+    // One container instance at a time: old instances are removed on restart.
+    assert_eq!(
+        fleet.runtimes[0].list_containers(None).await.unwrap().len(),
+        1
+    );
+    fleet.stop().await;
+}

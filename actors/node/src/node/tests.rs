@@ -141,6 +141,8 @@ fn pod_status_of_running_and_pending_containers() {
         name: "web".into(),
         image: "busybox".into(),
         status: Some(running.clone()),
+        last: None,
+        backoff: false,
     }];
     let s = pod_status(
         None,
@@ -230,4 +232,58 @@ fn lease_names_the_node() {
     assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
     assert_eq!(spec.renew_time, Some(MicroTime(now)));
     assert_eq!(l.metadata.owner_references.unwrap()[0].uid, "u1");
+}
+
+#[test]
+fn restart_policy_and_backoff() {
+    for (policy, code, want) in [
+        ("Always", 0, true),
+        ("Always", 1, true),
+        ("OnFailure", 0, false),
+        ("OnFailure", 137, true),
+        ("Never", 1, false),
+        ("", 1, true),
+    ] {
+        assert_eq!(should_restart(policy, code), want, "{policy} {code}");
+    }
+    let base = std::time::Duration::from_secs(10);
+    let max = std::time::Duration::from_secs(300);
+    let delays: Vec<u64> = (0..8)
+        .map(|n| restart_backoff(n, base, max).as_secs())
+        .collect();
+    assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(restart_backoff(u32::MAX, base, max), max);
+}
+
+#[test]
+fn crash_loop_status() {
+    let now = t("2026-01-01T00:00:00Z");
+    let exited = runtime::ContainerStatus {
+        id: runtime::ContainerId("c1".into()),
+        sandbox_id: runtime::SandboxId("s1".into()),
+        name: "web".into(),
+        image: "busybox".into(),
+        state: runtime::ContainerState::Exited,
+        exit_code: Some(1),
+        reason: Some("Error".into()),
+        message: None,
+        attempt: 2,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+    };
+    let c = ObservedContainer {
+        name: "web".into(),
+        image: "busybox".into(),
+        status: Some(exited),
+        last: None,
+        backoff: true,
+    };
+    let s = container_status(&c);
+    assert_eq!(s.restart_count, 2);
+    let waiting = s.state.unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert_eq!(s.last_state.unwrap().terminated.unwrap().exit_code, 1);
+    let p = pod_status(None, "Always", "127.0.0.1", "10.244.0.2", now, &[c], now);
+    assert_eq!(p.phase.as_deref(), Some("Running"), "it ran before");
 }
