@@ -153,6 +153,7 @@ impl NodeAgent {
             runtime,
             node_name: config.identity.name.clone(),
             host_ip: config.identity.address.clone(),
+            runtime_name: registered.runtime_version.name.clone(),
             restart_backoff_base: config.restart_backoff_base,
             restart_backoff_max: config.restart_backoff_max,
         });

@@ -321,9 +321,11 @@ pub struct ObservedContainer {
     pub last: Option<runtime::ContainerStatus>,
     /// The container exited and waits for its restart delay (`CrashLoopBackOff`).
     pub backoff: bool,
+    /// The runtime's name, the scheme of `containerID` (`containerd://<id>`).
+    pub runtime_name: String,
 }
 
-fn terminated(s: &runtime::ContainerStatus) -> ContainerState {
+fn terminated(runtime_name: &str, s: &runtime::ContainerStatus) -> ContainerState {
     ContainerState {
         terminated: Some(ContainerStateTerminated {
             exit_code: s.exit_code.unwrap_or(-1),
@@ -331,7 +333,7 @@ fn terminated(s: &runtime::ContainerStatus) -> ContainerState {
             message: s.message.clone(),
             started_at: s.started_at.map(Time),
             finished_at: s.finished_at.map(Time),
-            container_id: Some(format!("hollow://{}", s.id)),
+            container_id: Some(format!("{runtime_name}://{}", s.id)),
             ..Default::default()
         }),
         ..Default::default()
@@ -375,7 +377,7 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
                 },
                 true,
             ),
-            runtime::ContainerState::Exited => (terminated(s), false),
+            runtime::ContainerState::Exited => (terminated(&c.runtime_name, s), false),
             runtime::ContainerState::Created | runtime::ContainerState::Unknown => (
                 ContainerState {
                     waiting: Some(ContainerStateWaiting {
@@ -392,7 +394,10 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone(),
         image_id: String::new(),
-        container_id: c.status.as_ref().map(|s| format!("hollow://{}", s.id)),
+        container_id: c
+            .status
+            .as_ref()
+            .map(|s| format!("{}://{}", c.runtime_name, s.id)),
         ready: running,
         started: Some(running),
         restart_count: c.status.as_ref().map_or(0, |s| s.attempt as i32),
@@ -401,9 +406,9 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
         // previous instance is.
         last_state: match &c.status {
             Some(s) if c.backoff && s.state == runtime::ContainerState::Exited => {
-                Some(terminated(s))
+                Some(terminated(&c.runtime_name, s))
             }
-            _ => c.last.as_ref().map(terminated),
+            _ => c.last.as_ref().map(|s| terminated(&c.runtime_name, s)),
         },
         ..Default::default()
     }

@@ -42,6 +42,8 @@ pub struct PodCtx {
     pub node_name: String,
     /// The node's IP (`status.hostIP`).
     pub host_ip: String,
+    /// The runtime's name (`containerID` scheme).
+    pub runtime_name: String,
     /// First restart delay of an exited container.
     pub restart_backoff_base: Duration,
     /// Longest restart delay.
@@ -281,6 +283,7 @@ async fn reconcile(
             status,
             last: running.last.get(&c.name).cloned(),
             backoff,
+            runtime_name: ctx.runtime_name.clone(),
         });
     }
     let start_time = typed

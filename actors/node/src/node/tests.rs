@@ -143,6 +143,7 @@ fn pod_status_of_running_and_pending_containers() {
         status: Some(running.clone()),
         last: None,
         backoff: false,
+        runtime_name: "hollow".into(),
     }];
     let s = pod_status(
         None,
@@ -157,6 +158,7 @@ fn pod_status_of_running_and_pending_containers() {
     assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.2"));
     let cs = &s.container_statuses.as_ref().unwrap()[0];
     assert!(cs.ready && cs.started == Some(true));
+    assert_eq!(cs.container_id.as_deref(), Some("hollow://c1"));
     assert!(cs.state.as_ref().unwrap().running.is_some());
     let conds: Vec<(&str, &str)> = s
         .conditions
@@ -278,6 +280,7 @@ fn crash_loop_status() {
         status: Some(exited),
         last: None,
         backoff: true,
+        runtime_name: "hollow".into(),
     };
     let s = container_status(&c);
     assert_eq!(s.restart_count, 2);
