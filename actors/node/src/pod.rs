@@ -117,7 +117,9 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
             Some(pod) => match reconcile(&ctx, &mut running, pod).await {
                 Ok(Some(wake_at)) => {
                     // A restart is due then, unless the pod changes first.
-                    let _ = tokio::time::timeout_at(wake_at, rx.changed()).await;
+                    if let Ok(Err(_)) = tokio::time::timeout_at(wake_at, rx.changed()).await {
+                        return; // The agent is stopping.
+                    }
                     continue;
                 }
                 Ok(None) => {}
@@ -125,7 +127,9 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
                     tracing::warn!(message = "pod reconcile failed", %error);
                     if error.is_retryable() {
                         // Retry after a pause, or at once if the pod changes.
-                        let _ = tokio::time::timeout(RETRY_AFTER, rx.changed()).await;
+                        if let Ok(Err(_)) = tokio::time::timeout(RETRY_AFTER, rx.changed()).await {
+                            return; // The agent is stopping.
+                        }
                         continue;
                     }
                 }
