@@ -224,7 +224,10 @@ async fn register(
 }
 
 /// Claims a pod CIDR for `node_name` in the registry ConfigMap (idempotent: a node that
-/// has one keeps it). CIDRs already on Node objects count as taken too.
+/// has one keeps it). The first claimer creates the registry seeded with the CIDRs
+/// already on Node objects, so CIDRs assigned before the registry existed count as taken;
+/// later claims read only the registry (one object, not a list of every Node: listing
+/// Nodes per registration made a fleet's startup quadratic).
 pub async fn claim_pod_cidr(
     store: &Store,
     node_name: &str,
@@ -232,20 +235,6 @@ pub async fn claim_pod_cidr(
     node_prefix: u8,
 ) -> Result<String, AgentError> {
     let configmaps = store.api::<ConfigMap>();
-    let (nodes, _) = store
-        .api::<Node>()
-        .list(None, &ListOptions::default())
-        .await?;
-    let mut on_nodes = BTreeSet::new();
-    let mut own_on_node = None;
-    for n in &nodes {
-        if let Some(c) = n.spec.as_ref().and_then(|s| s.pod_cidr.clone()) {
-            if n.metadata.name.as_deref() == Some(node_name) {
-                own_on_node = Some(c.clone());
-            }
-            on_nodes.insert(c);
-        }
-    }
     for attempt in 0..CAS_ATTEMPTS {
         let current = match configmaps
             .get(Some(POD_CIDR_REGISTRY_NAMESPACE), POD_CIDR_REGISTRY_NAME)
@@ -255,30 +244,27 @@ pub async fn claim_pod_cidr(
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let data = current
-            .as_ref()
-            .and_then(|cm| cm.data.clone())
-            .unwrap_or_default();
+        let mut data = match &current {
+            Some(cm) => cm.data.clone().unwrap_or_default(),
+            None => cidrs_on_nodes(store).await?,
+        };
         if let Some(mine) = data.get(node_name)
             && mine.parse::<Ipv4Cidr>().is_ok()
         {
-            return Ok(mine.clone());
-        }
-        let mut taken: BTreeSet<String> = data.values().cloned().collect();
-        // A CIDR already on this node's own object is reused if nobody else claimed it.
-        let pick = match own_on_node.as_ref().filter(|c| !taken.contains(*c)) {
-            Some(c) => c.clone(),
-            None => {
-                taken.extend(on_nodes.iter().cloned());
-                cidr::next_free(cluster, node_prefix, &taken)
-                    .ok_or_else(|| AgentError::CidrExhausted {
-                        cluster: cluster.to_string(),
-                    })?
-                    .to_string()
+            if current.is_some() {
+                return Ok(mine.clone());
             }
-        };
-        let mut data = data;
-        data.insert(node_name.to_string(), pick.clone());
+        } else {
+            data.remove(node_name);
+            let taken: BTreeSet<String> = data.values().cloned().collect();
+            let pick = cidr::next_free(cluster, node_prefix, &taken).ok_or_else(|| {
+                AgentError::CidrExhausted {
+                    cluster: cluster.to_string(),
+                }
+            })?;
+            data.insert(node_name.to_string(), pick.to_string());
+        }
+        let pick = data.get(node_name).cloned().unwrap_or_default();
         let result = match current {
             None => {
                 let cm = ConfigMap {
@@ -311,6 +297,21 @@ pub async fn claim_pod_cidr(
         name: POD_CIDR_REGISTRY_NAME.into(),
         reason: format!("pod cidr claim lost {CAS_ATTEMPTS} races"),
     }))
+}
+
+/// Node name -> `spec.podCIDR` of every Node that has one (the registry's seed).
+async fn cidrs_on_nodes(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
+    let (nodes, _) = store
+        .api::<Node>()
+        .list(None, &ListOptions::default())
+        .await?;
+    Ok(nodes
+        .into_iter()
+        .filter_map(|n| {
+            let cidr = n.spec.and_then(|s| s.pod_cidr)?;
+            Some((n.metadata.name?, cidr))
+        })
+        .collect())
 }
 
 /// A short, jittered pause between compare-and-swap rounds so racing agents spread out.

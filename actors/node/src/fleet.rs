@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_store::Store;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::agent::{self, AgentConfig, AgentError, NodeAgent};
 use crate::hollow::{HollowConfig, HollowRuntime};
@@ -14,6 +15,9 @@ use crate::node::{Capacity, DEFAULT_MAX_PODS};
 
 /// Label every hollow node carries, so tests and tools can tell them apart.
 pub const HOLLOW_NODE_LABEL: &str = "drover.dev/hollow";
+
+/// Agents of a fleet registering at the same time.
+pub const REGISTRATIONS_IN_FLIGHT: usize = 4;
 
 /// Settings of a hollow fleet.
 #[derive(Debug, Clone)]
@@ -96,8 +100,8 @@ pub fn node_config(config: &FleetConfig, idx: usize) -> AgentConfig {
     agent
 }
 
-/// Starts `n_nodes` hollow agents against `store`, concurrently; returns once all are
-/// registered (or the first error).
+/// Starts `n_nodes` hollow agents against `store` ([`REGISTRATIONS_IN_FLIGHT`] registering
+/// at a time); returns once all are registered (or at the first error).
 pub async fn run_hollow_fleet(
     store: Store,
     n_nodes: usize,
@@ -115,6 +119,11 @@ pub async fn run_hollow_fleet(
         .iter()
         .enumerate()
         .map(|(idx, rt)| NodeAgent::start(store.clone(), rt.clone(), node_config(&config, idx)));
-    let agents = futures::future::try_join_all(starts).await?;
+    // Registrations claim pod CIDRs by CAS on one registry object, so all N at once
+    // would make O(N^2) losing rounds; a bounded number in flight keeps startup linear.
+    let agents: Vec<NodeAgent> = futures::stream::iter(starts)
+        .buffered(REGISTRATIONS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     Ok(HollowFleet { agents, runtimes })
 }

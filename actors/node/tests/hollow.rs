@@ -232,6 +232,14 @@ async fn racing_claims_get_distinct_cidrs() {
     let nats = TestNats::start().await;
     let store = store(&nats).await;
     let cluster: Ipv4Cidr = "10.244.0.0/16".parse().unwrap();
+    // A Node that got its CIDR before the registry existed keeps it.
+    store
+        .create(
+            bus_schema::kinds::of::<Node>(),
+            json!({"metadata": {"name": "old-node"}, "spec": {"podCIDR": "10.244.0.0/24"}}),
+        )
+        .await
+        .unwrap();
     let claims = (0..16).map(|i| {
         let store = store.clone();
         async move {
@@ -248,6 +256,11 @@ async fn racing_claims_get_distinct_cidrs() {
         .await
         .unwrap();
     assert_eq!(again, got[3]);
+    assert!(!distinct.contains(&"10.244.0.0/24".to_string()), "{got:?}");
+    let old = drover_node::agent::claim_pod_cidr(&store, "old-node", cluster, 24)
+        .await
+        .unwrap();
+    assert_eq!(old, "10.244.0.0/24");
 }
 
 fn rss_kib() -> Option<u64> {
