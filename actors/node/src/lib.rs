@@ -2,8 +2,12 @@
 //! the Node, keeps its Lease and conditions fresh and watches only the pods bound to it;
 //! one PodActor per pod drives the pod's sandbox and containers through a
 //! [`runtime::Runtime`] and reports status. Two runtimes implement the trait: containerd
-//! over CRI (real containers, CNI networking) and the hollow runtime (no processes, for
-//! simulated fleets).
+//! over CRI (real containers, CNI networking) and the hollow runtime ([`hollow`]: no
+//! processes, for simulated fleets).
+//!
+//! Layout: [`runtime`] is the seam; [`cidr`] and [`node`] are I/O-free cores (CIDR
+//! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
+//! the store; [`fleet`] runs many hollow agents in one process.
 //!
 //! The containerd side is built from small modules: [`containerd`] (config + the
 //! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
@@ -12,8 +16,19 @@
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
 
+pub mod agent;
+pub mod cidr;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod fleet;
+pub mod hollow;
 pub mod image;
+pub mod node;
+pub mod pod;
 pub mod runtime;
+
+pub use agent::{AgentConfig, AgentError, NodeAgent};
+pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
+pub use hollow::{HollowConfig, HollowRuntime};
+pub use runtime::Runtime;

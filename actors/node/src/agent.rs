@@ -1,0 +1,568 @@
+//! The node agent loop (the NodeActor's shell): registers the Node with a claimed pod
+//! CIDR, renews its Lease, refreshes its conditions, and runs one PodActor per pod bound
+//! to it ([`crate::pod`]). Decisions live in [`crate::node`] and [`crate::cidr`]; this
+//! module only reads and writes the store.
+//!
+//! Actors are tokio tasks for now (one per pod, fed the pod's latest state through a
+//! `tokio::sync::watch` channel, so they are level-driven and never see a backlog);
+//! moving them onto actix supervision comes with the containerd runtime.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus_schema::selector::FieldSelector;
+use drover_store::{ListOptions, Store, StoreError, WatchEvent, WatchOptions, object};
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::cidr::{self, Ipv4Cidr};
+use crate::node::{self, Capacity, NodeIdentity};
+use crate::pod::{self, PodCtx};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// How often the node's Lease is renewed (kubelet's default).
+pub const DEFAULT_LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the Node's conditions get a fresh heartbeat when nothing changed
+/// (kubelet's `nodeStatusReportFrequency`); the Lease is the liveness signal.
+pub const DEFAULT_NODE_STATUS_INTERVAL: Duration = Duration::from_secs(300);
+/// Namespace of the pod-CIDR registry ConfigMap.
+pub const POD_CIDR_REGISTRY_NAMESPACE: &str = "kube-system";
+/// Name of the ConfigMap mapping node name -> pod CIDR. One object, so a claim is one
+/// compare-and-swap and two agents can never take the same CIDR.
+pub const POD_CIDR_REGISTRY_NAME: &str = "drover-pod-cidrs";
+/// Compare-and-swap rounds for one claim or read-modify-write before giving up.
+const CAS_ATTEMPTS: usize = 1000;
+/// Delay before re-listing pods after the watch failed.
+const RELIST_AFTER: Duration = Duration::from_millis(500);
+
+/// One node agent's settings (STYLE 8: one place, units in names, named defaults).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Name, labels, zone, address of the node.
+    pub identity: NodeIdentity,
+    /// What the node offers; `None` reads the machine ([`node::machine_capacity`]).
+    pub capacity: Option<Capacity>,
+    /// The agent's data directory (its filesystem is the ephemeral storage).
+    pub data_dir: PathBuf,
+    /// Cluster CIDR node pod CIDRs are carved from.
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    pub node_cidr_prefix: u8,
+    /// `leaseDurationSeconds` written on the Lease.
+    pub lease_duration_seconds: i32,
+    /// Lease renewal period.
+    pub lease_renew_interval: Duration,
+    /// Node condition heartbeat period.
+    pub node_status_interval: Duration,
+    /// First restart delay of an exited container (doubles per restart).
+    pub restart_backoff_base: Duration,
+    /// Longest restart delay.
+    pub restart_backoff_max: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for a node named `node_name` on this machine.
+    pub fn new(node_name: &str) -> AgentConfig {
+        AgentConfig {
+            identity: NodeIdentity {
+                name: node_name.to_string(),
+                zone: None,
+                arch: node::go_arch().to_string(),
+                labels: BTreeMap::new(),
+                address: "127.0.0.1".into(),
+            },
+            capacity: None,
+            data_dir: PathBuf::from("/"),
+            cluster_cidr: cidr::DEFAULT_CLUSTER_CIDR.into(),
+            node_cidr_prefix: cidr::DEFAULT_NODE_CIDR_PREFIX,
+            lease_duration_seconds: node::DEFAULT_LEASE_DURATION_SECONDS,
+            lease_renew_interval: DEFAULT_LEASE_RENEW_INTERVAL,
+            node_status_interval: DEFAULT_NODE_STATUS_INTERVAL,
+            restart_backoff_base: node::DEFAULT_RESTART_BACKOFF_BASE,
+            restart_backoff_max: node::DEFAULT_RESTART_BACKOFF_MAX,
+        }
+    }
+}
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The store failed; retryable when the inner error is. Registration may have been
+    /// partly written (it is idempotent: starting again completes it).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The runtime failed; retryable when the inner error is. Nothing was written.
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The configuration is unusable (bad cluster CIDR, unreadable machine). Not
+    /// retryable.
+    #[error("config: {0}")]
+    Config(String),
+    /// Every node CIDR of the cluster CIDR is taken. Retryable once nodes are removed
+    /// from the registry.
+    #[error("no free pod cidr left in {cluster}")]
+    CidrExhausted {
+        /// The cluster CIDR.
+        cluster: String,
+    },
+}
+
+/// A running node agent; its tasks stop when this is dropped or [`NodeAgent::stop`]ped.
+/// Stopping leaves pods running in the runtime (a restarted agent re-adopts them).
+pub struct NodeAgent {
+    node_name: String,
+    pod_cidr: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl NodeAgent {
+    /// Registers the node (pod CIDR claim, Node, Lease), then starts the heartbeat and
+    /// the pod loop. Returns once the node is registered and Ready.
+    pub async fn start(
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        config: AgentConfig,
+    ) -> Result<NodeAgent, AgentError> {
+        let span = tracing::info_span!("node_agent", node.name = %config.identity.name);
+        let registered = register(&store, runtime.as_ref(), &config)
+            .instrument(span.clone())
+            .await?;
+        let config = Arc::new(config);
+        let heartbeat = tokio::spawn(
+            heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
+        );
+        let ctx = Arc::new(PodCtx {
+            store,
+            runtime,
+            node_name: config.identity.name.clone(),
+            host_ip: config.identity.address.clone(),
+            runtime_name: registered.runtime_version.name.clone(),
+            restart_backoff_base: config.restart_backoff_base,
+            restart_backoff_max: config.restart_backoff_max,
+        });
+        let pods = tokio::spawn(pod_loop(ctx).instrument(span));
+        Ok(NodeAgent {
+            node_name: config.identity.name.clone(),
+            pod_cidr: registered.pod_cidr,
+            tasks: vec![heartbeat, pods],
+        })
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The pod CIDR the node claimed.
+    pub fn pod_cidr(&self) -> &str {
+        &self.pod_cidr
+    }
+
+    /// Stops the agent's tasks and waits for them (pods keep running in the runtime).
+    pub async fn stop(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Registered {
+    pod_cidr: String,
+    capacity: Capacity,
+    runtime_version: crate::runtime::RuntimeVersion,
+    lease: Lease,
+    node_uid: Option<String>,
+}
+
+async fn register(
+    store: &Store,
+    runtime: &dyn Runtime,
+    config: &AgentConfig,
+) -> Result<Registered, AgentError> {
+    let runtime_version = runtime.version().await?;
+    let capacity = match config.capacity {
+        Some(c) => c,
+        None => node::machine_capacity(&config.data_dir)
+            .map_err(|e| AgentError::Config(format!("reading machine capacity: {e}")))?,
+    };
+    let cluster: Ipv4Cidr = config
+        .cluster_cidr
+        .parse()
+        .map_err(|e: cidr::CidrError| AgentError::Config(e.to_string()))?;
+    let name = &config.identity.name;
+    let pod_cidr = claim_pod_cidr(store, name, cluster, config.node_cidr_prefix).await?;
+    runtime.update_pod_cidr(&pod_cidr).await?;
+    let node = upsert_node(store, config, &capacity, &runtime_version, &pod_cidr).await?;
+    let lease = renew_lease(store, config, node.metadata.uid.as_deref(), None).await?;
+    tracing::info!(message = "node registered", %pod_cidr);
+    Ok(Registered {
+        pod_cidr,
+        capacity,
+        runtime_version,
+        lease,
+        node_uid: node.metadata.uid,
+    })
+}
+
+/// Claims a pod CIDR for `node_name` in the registry ConfigMap (idempotent: a node that
+/// has one keeps it). The first claimer creates the registry seeded with the CIDRs
+/// already on Node objects, so CIDRs assigned before the registry existed count as taken;
+/// later claims read only the registry (one object, not a list of every Node: listing
+/// Nodes per registration made a fleet's startup quadratic).
+pub async fn claim_pod_cidr(
+    store: &Store,
+    node_name: &str,
+    cluster: Ipv4Cidr,
+    node_prefix: u8,
+) -> Result<String, AgentError> {
+    let configmaps = store.api::<ConfigMap>();
+    for attempt in 0..CAS_ATTEMPTS {
+        let current = match configmaps
+            .get(Some(POD_CIDR_REGISTRY_NAMESPACE), POD_CIDR_REGISTRY_NAME)
+            .await
+        {
+            Ok(cm) => Some(cm),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut data = match &current {
+            Some(cm) => cm.data.clone().unwrap_or_default(),
+            None => cidrs_on_nodes(store).await?,
+        };
+        if let Some(mine) = data.get(node_name)
+            && mine.parse::<Ipv4Cidr>().is_ok()
+        {
+            if current.is_some() {
+                return Ok(mine.clone());
+            }
+        } else {
+            data.remove(node_name);
+            let taken: BTreeSet<String> = data.values().cloned().collect();
+            let pick = cidr::next_free(cluster, node_prefix, &taken).ok_or_else(|| {
+                AgentError::CidrExhausted {
+                    cluster: cluster.to_string(),
+                }
+            })?;
+            data.insert(node_name.to_string(), pick.to_string());
+        }
+        let pick = data.get(node_name).cloned().unwrap_or_default();
+        let result = match current {
+            None => {
+                let cm = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(POD_CIDR_REGISTRY_NAME.into()),
+                        namespace: Some(POD_CIDR_REGISTRY_NAMESPACE.into()),
+                        ..Default::default()
+                    },
+                    data: Some(data),
+                    ..Default::default()
+                };
+                configmaps.create(&cm).await.map(|_| ())
+            }
+            Some(mut cm) => {
+                // The resourceVersion read above makes this a compare-and-swap.
+                cm.data = Some(data);
+                configmaps.update(&cm).await.map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => return Ok(pick),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {
+                cas_backoff(attempt).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AgentError::Store(StoreError::Conflict {
+        kind: "configmaps".into(),
+        name: POD_CIDR_REGISTRY_NAME.into(),
+        reason: format!("pod cidr claim lost {CAS_ATTEMPTS} races"),
+    }))
+}
+
+/// Node name -> `spec.podCIDR` of every Node that has one (the registry's seed).
+async fn cidrs_on_nodes(store: &Store) -> Result<BTreeMap<String, String>, StoreError> {
+    let (nodes, _) = store
+        .api::<Node>()
+        .list(None, &ListOptions::default())
+        .await?;
+    Ok(nodes
+        .into_iter()
+        .filter_map(|n| {
+            let cidr = n.spec.and_then(|s| s.pod_cidr)?;
+            Some((n.metadata.name?, cidr))
+        })
+        .collect())
+}
+
+/// A short, jittered pause between compare-and-swap rounds so racing agents spread out.
+/// Jitter here is not part of any decision, so it uses the thread RNG.
+async fn cas_backoff(attempt: usize) {
+    use rand::Rng;
+    let max_ms = (1 + attempt.min(20) as u64) * 2;
+    let ms = rand::rng().random_range(0..=max_ms);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Creates the Node or refreshes the stored one (CAS on its resourceVersion).
+async fn upsert_node(
+    store: &Store,
+    config: &AgentConfig,
+    capacity: &Capacity,
+    runtime_version: &crate::runtime::RuntimeVersion,
+    pod_cidr: &str,
+) -> Result<Node, StoreError> {
+    let nodes = store.api::<Node>();
+    let name = &config.identity.name;
+    for attempt in 0..CAS_ATTEMPTS {
+        let previous = match nodes.get(None, name).await {
+            Ok(n) => Some(n),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let node = node::build_node(
+            &config.identity,
+            capacity,
+            runtime_version,
+            pod_cidr,
+            previous.as_ref(),
+            Timestamp::now(),
+        );
+        let result = match previous {
+            None => nodes.create(&node).await,
+            Some(_) => nodes.update(&node).await,
+        };
+        match result {
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {
+                cas_backoff(attempt).await
+            }
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict {
+        kind: "nodes".into(),
+        name: name.clone(),
+        reason: "node refresh lost every race".into(),
+    })
+}
+
+/// Creates the node's Lease or moves its renewTime to now; returns the stored Lease.
+/// With `last` (the Lease this agent wrote before) the renewal is one CAS write and no
+/// read; a conflict or a missing Lease falls back to read-modify-write.
+async fn renew_lease(
+    store: &Store,
+    config: &AgentConfig,
+    node_uid: Option<&str>,
+    last: Option<Lease>,
+) -> Result<Lease, StoreError> {
+    let leases = store.api::<Lease>();
+    let name = &config.identity.name;
+    let renewed = |mut lease: Lease| {
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(name.clone());
+        spec.lease_duration_seconds = Some(config.lease_duration_seconds);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease
+    };
+    if let Some(last) = last {
+        match leases.update(&renewed(last)).await {
+            Ok(lease) => return Ok(lease),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for attempt in 0..CAS_ATTEMPTS {
+        let result = match leases.get(Some(node::NODE_LEASE_NAMESPACE), name).await {
+            Ok(lease) => leases.update(&renewed(lease)).await,
+            Err(StoreError::NotFound { .. }) => {
+                let lease = node::node_lease(
+                    name,
+                    node_uid,
+                    config.lease_duration_seconds,
+                    Timestamp::now(),
+                );
+                leases.create(&lease).await
+            }
+            Err(e) => return Err(e),
+        };
+        match result {
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {
+                cas_backoff(attempt).await
+            }
+            other => return other,
+        }
+    }
+    Err(StoreError::Conflict {
+        kind: "leases.coordination.k8s.io".into(),
+        name: name.clone(),
+        reason: "lease renewal lost every race".into(),
+    })
+}
+
+/// Renews the Lease every `lease_renew_interval` and refreshes the Node's conditions
+/// every `node_status_interval`; failures are logged and retried at the next tick.
+async fn heartbeat(store: Store, config: Arc<AgentConfig>, registered: Registered) {
+    let Registered {
+        pod_cidr,
+        capacity,
+        runtime_version,
+        lease,
+        node_uid,
+    } = registered;
+    let mut last_lease = Some(lease);
+    let mut lease_tick = tokio::time::interval(config.lease_renew_interval);
+    lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_tick = tokio::time::interval(config.node_status_interval);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Both were just written by the registration.
+    lease_tick.tick().await;
+    status_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = lease_tick.tick() => {
+                match renew_lease(&store, &config, node_uid.as_deref(), last_lease.take()).await {
+                    Ok(lease) => last_lease = Some(lease),
+                    Err(error) => tracing::warn!(message = "lease renewal failed", %error),
+                }
+            }
+            _ = status_tick.tick() => {
+                if let Err(error) =
+                    upsert_node(&store, &config, &capacity, &runtime_version, &pod_cidr).await
+                {
+                    tracing::warn!(message = "node status update failed", %error);
+                }
+            }
+        }
+    }
+}
+
+/// Follows the pods bound to this node and keeps one PodActor per pod uid.
+///
+/// The store has no per-node index yet, so this watches every pod and filters with the
+/// `spec.nodeName` field selector here; DESIGN asks for a bindings index so a node only
+/// receives its own pods (a known gap at fleet scale).
+async fn pod_loop(ctx: Arc<PodCtx>) {
+    let selector = match FieldSelector::parse(&format!("spec.nodeName={}", ctx.node_name)) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(message = "node name does not make a field selector", %error);
+            return;
+        }
+    };
+    let mut actors: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
+    // Dropping the set (when this task is aborted) aborts every PodActor.
+    let mut tasks = JoinSet::new();
+    loop {
+        if let Err(error) = follow_pods(&ctx, &selector, &mut actors, &mut tasks).await {
+            tracing::warn!(message = "pod watch failed; re-listing", %error);
+        }
+        tokio::time::sleep(RELIST_AFTER).await;
+    }
+}
+
+async fn follow_pods(
+    ctx: &Arc<PodCtx>,
+    selector: &FieldSelector,
+    actors: &mut HashMap<String, watch::Sender<Option<Value>>>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), StoreError> {
+    let kind = pod::pod_kind();
+    let listed = ctx
+        .store
+        .list(
+            kind,
+            None,
+            &ListOptions {
+                field_selector: Some(selector.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let present: BTreeSet<String> = listed.items.iter().filter_map(uid_of).collect();
+    // Pods that vanished while we were not watching.
+    for (uid, tx) in actors.iter() {
+        if !present.contains(uid) {
+            let _ = tx.send(None);
+        }
+    }
+    for pod in listed.items {
+        deliver(ctx, actors, tasks, pod);
+    }
+    let mut watch = ctx
+        .store
+        .watch(kind, None, listed.resource_version, WatchOptions::default())
+        .await?;
+    while let Some(event) = watch.next().await {
+        // Reap finished actors so the map tracks live pods only.
+        while tasks.try_join_next().is_some() {}
+        actors.retain(|_, tx| !tx.is_closed());
+        match event? {
+            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
+                if selector.matches(&pod) {
+                    deliver(ctx, actors, tasks, pod);
+                }
+            }
+            WatchEvent::Deleted(pod) => {
+                if let Some(tx) = uid_of(&pod).and_then(|uid| actors.get(&uid)) {
+                    let _ = tx.send(None);
+                }
+            }
+            WatchEvent::Bookmark(_) => {}
+        }
+    }
+    Err(StoreError::Nats("the pod watch ended".into()))
+}
+
+fn uid_of(pod: &Value) -> Option<String> {
+    object::meta_str(pod, "uid").map(str::to_string)
+}
+
+/// Hands the pod's latest state to its actor, starting one for a new uid.
+fn deliver(
+    ctx: &Arc<PodCtx>,
+    actors: &mut HashMap<String, watch::Sender<Option<Value>>>,
+    tasks: &mut JoinSet<()>,
+    pod: Value,
+) {
+    let Some(uid) = uid_of(&pod) else {
+        tracing::warn!(
+            message = "dropping pod without uid",
+            name = object::name(&pod)
+        );
+        return;
+    };
+    if let Some(tx) = actors.get(&uid)
+        && !tx.is_closed()
+    {
+        let _ = tx.send(Some(pod));
+        return;
+    }
+    let span = tracing::info_span!(
+        "pod_actor",
+        pod.namespace = object::namespace(&pod).unwrap_or(""),
+        pod.name = object::name(&pod),
+        pod.uid = %uid,
+    );
+    let (tx, rx) = watch::channel(Some(pod));
+    tasks.spawn(pod::run(ctx.clone(), rx).instrument(span));
+    actors.insert(uid, tx);
+}
