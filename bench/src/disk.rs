@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 /// Size of the probe file; writes cycle through it so the file never grows.
 const PROBE_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -13,7 +14,7 @@ const PROBE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const PROBE_WRITE_BYTES: usize = 1024;
 
 /// Result of one probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncProbe {
     /// Durable writes per second.
     pub per_s: f64,

@@ -8,25 +8,19 @@
 //! Every server is started by the bench on 127.0.0.1 with a temp data dir and stopped by
 //! PID, also on error or Ctrl-C.
 
-mod backend;
-mod disk;
-mod report;
-mod servers;
-mod workload;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use tokio::signal::unix::SignalKind;
 
-use backend::drover::DroverBackend;
-use backend::etcd::EtcdBackend;
-use workload::{Params, PodFactory, SystemResults};
+use drover_bench::backend::drover::DroverBackend;
+use drover_bench::backend::etcd::EtcdBackend;
+use drover_bench::servers::RoundProcess;
+use drover_bench::workload::{Params, PodFactory, SystemResults};
+use drover_bench::{disk, report, servers, workload};
 
 /// Full-run sizes; `--quick` uses the `QUICK_*` ones.
 const FULL_OBJECTS: usize = 2000;
@@ -257,19 +251,6 @@ async fn run_child(
     }
     let json = std::fs::read(out).with_context(|| format!("reading {}", out.display()))?;
     Ok(serde_json::from_slice(&json)?)
-}
-
-/// A round's process. Dropped while it runs (the parent failed or was interrupted), it
-/// gets SIGTERM rather than SIGKILL, so it can still stop the servers it started.
-struct RoundProcess(tokio::process::Child);
-
-impl Drop for RoundProcess {
-    fn drop(&mut self) {
-        // `id()` is `None` once the process has been waited for.
-        if let Some(pid) = self.0.id().and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
 }
 
 /// Child: one round of one system against a fresh server.

@@ -89,14 +89,16 @@ pub fn fmt_latency(d: Duration) -> String {
     }
 }
 
-fn fmt_rate(rate: &Option<Rate>) -> String {
+/// A rate with thousands separators and its unit; a dash for none.
+pub fn fmt_rate(rate: &Option<Rate>) -> String {
     match rate {
         Some(r) => format!("{} {}", thousands(r.per_s.round() as u64), r.unit),
         None => "—".into(),
     }
 }
 
-fn thousands(n: u64) -> String {
+/// `n` with thousands separators.
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -108,14 +110,16 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn fmt_bytes(b: Option<i64>) -> String {
+/// A signed byte count in MiB; a dash when unknown.
+pub fn fmt_bytes(b: Option<i64>) -> String {
     match b {
         Some(b) => format!("{:+.1} MiB", b as f64 / (1024.0 * 1024.0)),
         None => "—".into(),
     }
 }
 
-fn fmt_mib(b: Option<i64>) -> String {
+/// Bytes as whole MiB; a dash when unknown.
+pub fn fmt_mib(b: Option<i64>) -> String {
     match b {
         Some(b) => format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)),
         None => "—".into(),

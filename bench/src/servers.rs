@@ -1,7 +1,7 @@
-//! The two servers under test, each started by the bench on 127.0.0.1 with a fresh temp
-//! dir and stopped by PID: on the normal path with SIGTERM and a grace period, on error
-//! or panic by the guard's `Drop` (SIGKILL). Nothing here looks for or signals any
-//! process the bench did not start.
+//! The servers under test (nats-server, etcd), each started by the bench on 127.0.0.1
+//! with a fresh temp dir and stopped by PID: on the normal path with SIGTERM and a grace
+//! period, on error or panic by the guard's `Drop` (SIGKILL); and the bench's own round
+//! processes. Nothing here looks for or signals any process the bench did not start.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use drover_actors::natsd::{self, NatsServerConfig};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 /// How long a server gets to answer its first request.
@@ -50,8 +52,22 @@ impl Drop for ServerGuard {
         if let Some(child) = self.child.as_mut() {
             // SIGKILL to our own child's PID; tokio reaps it in the background.
             if child.start_kill().is_ok() {
-                eprintln!("store-bench: killed {} (pid {:?})", self.name, child.id());
+                eprintln!("bench: killed {} (pid {:?})", self.name, child.id());
             }
+        }
+    }
+}
+
+/// A round's process (a child run of the bench binary). Dropped while it runs (the
+/// parent failed or was interrupted), it gets SIGTERM rather than SIGKILL, so it can
+/// still stop the servers it started.
+pub struct RoundProcess(pub tokio::process::Child);
+
+impl Drop for RoundProcess {
+    fn drop(&mut self) {
+        // `id()` is `None` once the process has been waited for.
+        if let Some(pid) = self.0.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
 }
@@ -160,6 +176,55 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (Linux's USER_HZ, 100
+/// on every architecture drover runs on).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system) this (the bench) process has used so far.
+pub fn own_cpu_time() -> Option<Duration> {
+    cpu_time_of("/proc/self/stat")
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time_of_pid(pid: u32) -> Option<Duration> {
+    cpu_time_of(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time (user + system) used so far by this process's threads whose name starts with
+/// `prefix` (thread names are cut to 15 bytes by Linux). actix-web's worker threads are
+/// named `actix-server worker N`, so `"actix"` gives the gateway's request handling.
+pub fn own_threads_cpu_time(prefix: &str) -> Option<Duration> {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(name, _)| name);
+        if name.is_some_and(|n| n.starts_with(prefix)) {
+            ticks += parse_cpu_ticks(&stat)?;
+        }
+    }
+    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+fn cpu_time_of(stat_path: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    parse_cpu_ticks(&text).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the command name in
+/// field 2 may contain spaces and parentheses, so counting starts after its last `)`).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Resident memory of this (the bench) process, in bytes.
 pub fn own_rss_bytes() -> Option<u64> {
     rss_bytes_of("/proc/self/status")
@@ -175,4 +240,16 @@ fn rss_bytes_of(status_path: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "4242 (nats (x) y) S 1 4242 4242 0 -1 4194560 2637 0 0 0 150 25 0 0 20 0 12";
+        assert_eq!(parse_cpu_ticks(stat), Some(175));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
 }

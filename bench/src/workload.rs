@@ -30,7 +30,7 @@ pub const FIXED_TIMESTAMP: &str = "2026-01-01T00:00:00Z";
 pub const TARGET_OBJECT_BYTES: usize = 1024;
 
 /// Longest any single operation may take before the run is declared stuck.
-const OP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest all watchers may take to see one write.
 const FANOUT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -142,7 +142,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A deterministic spread of `i` over `0..n` (splitmix64), for "random" reads that
 /// replay identically on both systems.
-fn spread(i: usize, n: usize) -> usize {
+pub fn spread(i: usize, n: usize) -> usize {
     let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -241,34 +241,40 @@ impl SystemResults {
     }
 }
 
-fn median_f64(values: impl Iterator<Item = f64>) -> f64 {
+/// The median of `values` (the upper one of an even count; 0 when empty).
+pub fn median_f64(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn median_duration(values: impl Iterator<Item = Duration>) -> Duration {
+/// The median of `values` (the upper one of an even count; zero when empty).
+pub fn median_duration(values: impl Iterator<Item = Duration>) -> Duration {
     let mut v: Vec<Duration> = values.collect();
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn median_i64(values: impl Iterator<Item = i64>) -> Option<i64> {
+/// The median of `values` (the upper one of an even count; `None` when empty).
+pub fn median_i64(values: impl Iterator<Item = i64>) -> Option<i64> {
     let mut v: Vec<i64> = values.collect();
     v.sort();
     v.get(v.len() / 2).copied()
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// A latency histogram in microseconds (1 µs to 10 min, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
     // Microseconds, 1 us to 10 min, 3 significant digits.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds are valid")
 }
 
-fn record(h: &mut Histogram<u64>, d: Duration) {
+/// Records `d` in `h` (at least 1 µs).
+pub fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(d.as_micros().try_into().unwrap_or(u64::MAX).max(1));
 }
 
-fn measurement(h: &Histogram<u64>, rate: Option<Rate>) -> Measurement {
+/// The p50 and p99 of `h`, with `rate`.
+pub fn measurement(h: &Histogram<u64>, rate: Option<Rate>) -> Measurement {
     Measurement {
         p50: Duration::from_micros(h.value_at_quantile(0.50)),
         p99: Duration::from_micros(h.value_at_quantile(0.99)),
@@ -278,7 +284,7 @@ fn measurement(h: &Histogram<u64>, rate: Option<Rate>) -> Measurement {
 
 /// Runs `n_ops` operations `op(0..n_ops)` from `concurrency` clients; returns the latency
 /// histogram and the wall time of the whole batch.
-async fn run_ops<F, Fut>(
+pub async fn run_ops<F, Fut>(
     n_ops: usize,
     concurrency: usize,
     op: F,
@@ -315,7 +321,8 @@ where
     Ok((all, started.elapsed()))
 }
 
-fn ops_rate(n: usize, elapsed: Duration, unit: &'static str) -> Option<Rate> {
+/// `n` units over `elapsed`, as a rate in `unit`.
+pub fn ops_rate(n: usize, elapsed: Duration, unit: &'static str) -> Option<Rate> {
     Some(Rate {
         per_s: n as f64 / elapsed.as_secs_f64(),
         unit: unit.to_string(),
@@ -604,11 +611,13 @@ async fn fan_out<B: Backend>(
     })
 }
 
-fn delta(after: Option<u64>, before: Option<u64>) -> Option<i64> {
+/// `after - before` when both are known.
+pub fn delta(after: Option<u64>, before: Option<u64>) -> Option<i64> {
     Some(after? as i64 - before? as i64)
 }
 
-async fn first_error(watchers: &mut JoinSet<Result<()>>) -> Option<String> {
+/// Stops every watcher and returns the first error one of them ended with.
+pub async fn first_error(watchers: &mut JoinSet<Result<()>>) -> Option<String> {
     watchers.abort_all();
     while let Some(joined) = watchers.join_next().await {
         if let Ok(Err(e)) = joined {
@@ -619,7 +628,7 @@ async fn first_error(watchers: &mut JoinSet<Result<()>>) -> Option<String> {
 }
 
 /// The write index in `obj`'s marker when the marker has this phase's tag.
-fn marker_of(obj: &Value, tag: &str) -> Option<usize> {
+pub fn marker_of(obj: &Value, tag: &str) -> Option<usize> {
     let marker = obj
         .get("metadata")?
         .get("annotations")?
