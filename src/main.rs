@@ -2,6 +2,7 @@
 //! `up` runs the control plane; the client verbs live in [`cli`].
 
 mod cli;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run the control plane in the foreground until SIGINT/SIGTERM.
     Up(UpArgs),
+    /// Run hollow nodes (no containers) against a running control plane.
+    Sim(sim::SimArgs),
     #[command(flatten)]
     Client(cli::Verb),
 }
@@ -70,7 +73,7 @@ fn main() -> Result<ExitCode> {
     // The client verbs print results on stdout and kubectl-style errors on stderr; only
     // warnings of their own log there.
     let default_filter = match cli.command {
-        Command::Up(_) => "info,async_nats=warn",
+        Command::Up(_) | Command::Sim(_) => "info,async_nats=warn",
         Command::Client(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -85,6 +88,13 @@ fn main() -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             runtime.block_on(up(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(sim::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(verb) => {

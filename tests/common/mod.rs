@@ -93,6 +93,8 @@ pub struct Running {
     pub up: Up,
     pub dir: tempfile::TempDir,
     pub kubeconfig: String,
+    /// The URL of the nats-server this `drover up` started.
+    pub nats_url: String,
 }
 
 impl Running {
@@ -119,6 +121,7 @@ impl Running {
             up,
             dir,
             kubeconfig,
+            nats_url: format!("nats://127.0.0.1:{nats_port}"),
         }
     }
 
