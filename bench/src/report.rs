@@ -162,19 +162,11 @@ pub fn render(
         env.nats_version, env.etcd_version
     );
     if let (Some(before), Some(after)) = (&env.disk_before, &env.disk_after) {
-        let probe = |p: &SyncProbe| {
-            format!(
-                "{} syncs/s (p50 {}, p99 {})",
-                thousands(p.per_s.round() as u64),
-                fmt_latency(p.p50),
-                fmt_latency(p.p99)
-            )
-        };
         let _ = writeln!(
             out,
             "- Disk under the data dirs, back-to-back 1 KiB write + fdatasync: {} before the rounds, {} after.",
-            probe(before),
-            probe(after)
+            before.describe(),
+            after.describe()
         );
     }
     let _ = writeln!(

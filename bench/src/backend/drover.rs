@@ -105,30 +105,51 @@ impl Backend for DroverBackend {
         after_revision: u64,
         n: usize,
     ) -> Result<Vec<EventStream>> {
-        futures::stream::iter(0..n)
-            .map(|_| async move {
-                let watch = self
-                    .store
-                    .watch(
-                        self.kind,
-                        Some(namespace),
-                        after_revision,
-                        WatchOptions::default(),
-                    )
-                    .await?;
-                let objects = watch.filter_map(|event| async move {
-                    match event {
-                        Ok(
-                            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o),
-                        ) => Some(Ok(o)),
-                        Ok(WatchEvent::Bookmark(_)) => None,
-                        Err(e) => Some(Err(e.into())),
-                    }
-                });
-                Ok::<EventStream, anyhow::Error>(Box::pin(objects))
-            })
-            .buffer_unordered(WATCH_SETUP_CONCURRENCY)
-            .try_collect()
-            .await
+        store_watches(
+            &self.store,
+            self.kind,
+            namespace,
+            after_revision,
+            n,
+            WATCH_SETUP_CONCURRENCY,
+        )
+        .await
     }
+}
+
+/// Opens `n` store watches of `kind` in `namespace` after `after_revision` (at most
+/// `concurrency` being set up at once), each yielding the objects of its events (bookmarks
+/// left out). Shared by store-bench and gateway-bench's store side.
+pub async fn store_watches(
+    store: &Store,
+    kind: &'static KindInfo,
+    namespace: &str,
+    after_revision: u64,
+    n: usize,
+    concurrency: usize,
+) -> Result<Vec<EventStream>> {
+    futures::stream::iter(0..n)
+        .map(|_| async move {
+            let watch = store
+                .watch(
+                    kind,
+                    Some(namespace),
+                    after_revision,
+                    WatchOptions::default(),
+                )
+                .await?;
+            let objects = watch.filter_map(|event| async move {
+                match event {
+                    Ok(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)) => {
+                        Some(Ok(o))
+                    }
+                    Ok(WatchEvent::Bookmark(_)) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            });
+            Ok::<EventStream, anyhow::Error>(Box::pin(objects))
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::open_loop::FixedRate;
 use super::phases::{Params, RoundResults};
-use crate::disk::SyncProbe;
 use crate::report::{Environment, fmt_bytes, fmt_latency, fmt_mib, fmt_rate, thousands};
 use crate::workload::{Footprint, Measurement};
 
@@ -75,19 +74,11 @@ pub fn render(
     );
     let _ = writeln!(out, "- Versions: {}.", env.nats_version);
     if let (Some(before), Some(after)) = (&env.disk_before, &env.disk_after) {
-        let probe = |p: &SyncProbe| {
-            format!(
-                "{} syncs/s (p50 {}, p99 {})",
-                thousands(p.per_s.round() as u64),
-                fmt_latency(p.p50),
-                fmt_latency(p.p99)
-            )
-        };
         let _ = writeln!(
             out,
             "- Disk under the data dir, back-to-back 1 KiB write + fdatasync: {} before the rounds, {} after.",
-            probe(before),
-            probe(after)
+            before.describe(),
+            after.describe()
         );
     }
     let _ = writeln!(

@@ -7,7 +7,7 @@ use std::future::Future;
 use anyhow::{Context, Result};
 use bus_schema::KindInfo;
 use bytes::Bytes;
-use drover_store::{ListOptions, Store, StoreError, WatchEvent, WatchOptions};
+use drover_store::{ListOptions, Store, StoreError};
 use futures::{StreamExt, TryStreamExt};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -249,31 +249,15 @@ impl Side for StoreSide {
         after_revision: u64,
         n: usize,
     ) -> Result<Vec<EventStream>> {
-        futures::stream::iter(0..n)
-            .map(|_| async move {
-                let watch = self
-                    .store
-                    .watch(
-                        pods_kind(),
-                        Some(namespace),
-                        after_revision,
-                        WatchOptions::default(),
-                    )
-                    .await?;
-                let objects = watch.filter_map(|event| async move {
-                    match event {
-                        Ok(
-                            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o),
-                        ) => Some(Ok(o)),
-                        Ok(WatchEvent::Bookmark(_)) => None,
-                        Err(e) => Some(Err(e.into())),
-                    }
-                });
-                Ok::<EventStream, anyhow::Error>(Box::pin(objects))
-            })
-            .buffer_unordered(WATCH_SETUP_CONCURRENCY)
-            .try_collect()
-            .await
+        crate::backend::drover::store_watches(
+            &self.store,
+            pods_kind(),
+            namespace,
+            after_revision,
+            n,
+            WATCH_SETUP_CONCURRENCY,
+        )
+        .await
     }
 }
 
