@@ -252,6 +252,7 @@ impl Runtime for HollowRuntime {
                 created_at: now,
                 started_at: None,
                 finished_at: None,
+                log_path: None,
             },
         );
         Ok(id)

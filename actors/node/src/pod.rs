@@ -198,6 +198,7 @@ async fn reconcile(
                             .unwrap_or_default(),
                         host_network: spec.host_network.unwrap_or(false),
                         labels: typed.metadata.labels.clone().unwrap_or_default(),
+                        ..Default::default()
                     };
                     ctx.runtime.run_sandbox(&config).await?
                 }
@@ -223,6 +224,7 @@ async fn reconcile(
                 .collect(),
             working_dir: c.working_dir.clone(),
             attempt: 0,
+            ..Default::default()
         };
         let mut status = match running.containers.get(&c.name) {
             Some(id) => match ctx.runtime.container_status(id).await {

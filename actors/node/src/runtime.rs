@@ -17,7 +17,7 @@ use jiff::Timestamp;
 pub struct SandboxId(pub String);
 
 /// Identifier of a container, chosen by the runtime.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerId(pub String);
 
 impl std::fmt::Display for SandboxId {
@@ -48,6 +48,94 @@ pub struct SandboxConfig {
     pub host_network: bool,
     /// Labels recorded on the sandbox (the pod's labels).
     pub labels: BTreeMap<String, String>,
+    /// Host ports to forward into the sandbox (`containerPort.hostPort`, CNI portmap).
+    pub port_mappings: Vec<PortMapping>,
+    /// The pod's DNS settings (written to its `/etc/resolv.conf`); `None` keeps the
+    /// runtime's default.
+    pub dns: Option<DnsConfig>,
+    /// Cgroup parent for the sandbox and its containers (the pod's QoS cgroup, e.g.
+    /// `/kubepods/burstable/pod<uid>`); `None` lets the runtime choose.
+    pub cgroup_parent: Option<String>,
+}
+
+/// One host port forwarded into a sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Port inside the pod.
+    pub container_port: u16,
+    /// Port on the node.
+    pub host_port: u16,
+    /// Node address to bind; empty for all.
+    pub host_ip: String,
+}
+
+/// A pod's resolv.conf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// `nameserver` lines.
+    pub servers: Vec<String>,
+    /// The `search` line.
+    pub searches: Vec<String>,
+    /// The `options` line (`ndots:5`).
+    pub options: Vec<String>,
+}
+
+/// A bind mount into a container (volumes are materialised on the node by the agent and
+/// bind-mounted; the runtime never interprets volume types).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    /// Path on the node.
+    pub host_path: std::path::PathBuf,
+    /// Path inside the container.
+    pub container_path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// Linux resources of one container, already translated from requests/limits (CRI's
+/// `LinuxContainerResources`). Zero means unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `cpu.shares` (from the CPU request; 2 when unset, as the kubelet does).
+    pub cpu_shares: u64,
+    /// CFS quota in microseconds per period (from the CPU limit); 0 for none.
+    pub cpu_quota: i64,
+    /// CFS period in microseconds (100000 when a quota is set).
+    pub cpu_period: i64,
+    /// Memory limit in bytes; 0 for none.
+    pub memory_limit_bytes: i64,
+    /// `oom_score_adj` for the container's processes (by QoS class).
+    pub oom_score_adj: i64,
+}
+
+/// What `exec_sync` returns (exec probes, `kubectl exec` without a terminal).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The command's exit code.
+    pub exit_code: i32,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// A streaming exec request (`kubectl exec`), CRI's `ExecRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The container.
+    pub container: ContainerId,
+    /// The command.
+    pub command: Vec<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Attach standard input.
+    pub stdin: bool,
+    /// Attach standard output.
+    pub stdout: bool,
+    /// Attach standard error (always false with a terminal).
+    pub stderr: bool,
 }
 
 /// A sandbox the runtime started: its id and the pod IP it got.
@@ -92,6 +180,17 @@ pub struct ContainerConfig {
     /// How many times this container was restarted before (recorded on the container so
     /// a restarted agent can rebuild `restartCount`).
     pub attempt: u32,
+    /// Bind mounts (materialised volumes).
+    pub mounts: Vec<Mount>,
+    /// Cgroup limits.
+    pub resources: Resources,
+    /// Keep standard input open (`stdin: true`).
+    pub stdin: bool,
+    /// Allocate a terminal (`tty: true`).
+    pub tty: bool,
+    /// Labels recorded on the container (drover puts the pod and container identity
+    /// here so a restarted agent can match containers without the store).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// CRI's `ContainerState`.
@@ -135,6 +234,9 @@ pub struct ContainerStatus {
     pub started_at: Option<Timestamp>,
     /// When its process ended.
     pub finished_at: Option<Timestamp>,
+    /// The container's log file on the node (CRI log format), when the runtime keeps
+    /// one; `kubectl logs` reads it.
+    pub log_path: Option<std::path::PathBuf>,
 }
 
 /// Resource usage of one container (what `kubectl top` and evictions read).
@@ -283,4 +385,44 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Every container, optionally only those of one sandbox. Errors: `Unavailable`.
     async fn list_containers(&self, sandbox: Option<&SandboxId>) -> Result<Vec<ContainerStatus>>;
+
+    /// Whether the image is present on the node (for `imagePullPolicy: IfNotPresent` and
+    /// `Never`). Errors: `Unavailable`.
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        let _ = image;
+        Ok(true)
+    }
+
+    /// Pulls the image (again, for `imagePullPolicy: Always`). Errors: `ImagePull`
+    /// (retryable: `ImagePullBackOff`), `Invalid` (malformed reference), `Unavailable`.
+    async fn pull_image(&self, image: &str) -> Result<()> {
+        let _ = image;
+        Ok(())
+    }
+
+    /// Runs a command in a running container and waits for it, at most `timeout` (exec
+    /// probes, preStop exec hooks). Errors: `NotFound`, `Invalid` (not running),
+    /// `Failed` (timed out), `Unavailable`.
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput> {
+        let _ = (id, command, timeout);
+        Err(RuntimeError::Invalid(
+            "this runtime does not run commands in containers".into(),
+        ))
+    }
+
+    /// Prepares a streaming exec and returns the URL of the runtime's streaming server
+    /// that serves it (CRI `Exec`: the caller connects to the URL with the
+    /// `channel.k8s.io` WebSocket protocols). Errors: `NotFound`, `Invalid`,
+    /// `Unavailable`.
+    async fn exec(&self, request: &ExecRequest) -> Result<String> {
+        let _ = request;
+        Err(RuntimeError::Invalid(
+            "this runtime does not run commands in containers".into(),
+        ))
+    }
 }

@@ -136,6 +136,7 @@ fn pod_status_of_running_and_pending_containers() {
         created_at: now,
         started_at: Some(now),
         finished_at: None,
+        log_path: None,
     };
     let observed = [ObservedContainer {
         name: "web".into(),
@@ -273,6 +274,7 @@ fn crash_loop_status() {
         created_at: now,
         started_at: Some(now),
         finished_at: Some(now),
+        log_path: None,
     };
     let c = ObservedContainer {
         name: "web".into(),
