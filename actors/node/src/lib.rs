@@ -26,6 +26,7 @@ pub mod hollow;
 pub mod image;
 pub mod node;
 pub mod pod;
+pub mod podspec;
 pub mod runtime;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
