@@ -21,6 +21,7 @@ pub mod cidr;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod events;
 pub mod fleet;
 pub mod hollow;
 pub mod image;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod pod;
 pub mod podspec;
 pub mod runtime;
+pub mod volumes;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
 pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
