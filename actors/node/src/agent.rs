@@ -67,6 +67,17 @@ pub struct AgentConfig {
     pub restart_backoff_base: Duration,
     /// Longest restart delay.
     pub restart_backoff_max: Duration,
+    /// Where pod volumes are materialised (`<pods dir>/<uid>/volumes/...`); `None`
+    /// leaves volumes out (hollow fleets). A containerd agent sets
+    /// `<data dir>/pods`.
+    pub pods_dir: Option<PathBuf>,
+    /// Cluster DNS servers written into pods' resolv.conf (`dnsPolicy: ClusterFirst`);
+    /// empty keeps the runtime's default.
+    pub cluster_dns: Vec<String>,
+    /// How often a pod's containers are re-checked without pod changes.
+    pub pod_sync_interval: Duration,
+    /// How often configMap/secret/downwardAPI volumes are refreshed.
+    pub volume_resync_interval: Duration,
 }
 
 impl AgentConfig {
@@ -89,6 +100,10 @@ impl AgentConfig {
             node_status_interval: DEFAULT_NODE_STATUS_INTERVAL,
             restart_backoff_base: node::DEFAULT_RESTART_BACKOFF_BASE,
             restart_backoff_max: node::DEFAULT_RESTART_BACKOFF_MAX,
+            pods_dir: None,
+            cluster_dns: Vec::new(),
+            pod_sync_interval: pod::DEFAULT_SYNC_INTERVAL,
+            volume_resync_interval: pod::DEFAULT_VOLUME_RESYNC_INTERVAL,
         }
     }
 }
@@ -156,6 +171,11 @@ impl NodeAgent {
             runtime_name: registered.runtime_version.name.clone(),
             restart_backoff_base: config.restart_backoff_base,
             restart_backoff_max: config.restart_backoff_max,
+            pods_dir: config.pods_dir.clone(),
+            cluster_dns: config.cluster_dns.clone(),
+            capacity: registered.capacity,
+            sync_interval: config.pod_sync_interval,
+            volume_resync_interval: config.volume_resync_interval,
         });
         let pods = tokio::spawn(pod_loop(ctx).instrument(span));
         Ok(NodeAgent {

@@ -3,6 +3,16 @@
 //! CIDR; containers "run" after a configurable start latency, fail to start with a
 //! configurable probability, and report synthetic CPU and memory usage.
 //!
+//! Scripted behaviour for tests of the PodActor, all deterministic:
+//! * a container whose env has `HOLLOW_EXIT_AFTER_MS` exits that long after it started,
+//!   with `HOLLOW_EXIT_CODE` (default 0) and `HOLLOW_EXIT_REASON` (`OOMKilled` makes
+//!   it an OOM kill, exit code 137 unless given);
+//! * [`HollowRuntime::script_exec`] sets what `exec_sync` of a command returns in a
+//!   container (unscripted commands succeed);
+//! * images in [`HollowConfig::unpullable_images`] fail to pull, those in
+//!   [`HollowConfig::absent_images`] are missing until pulled;
+//! * [`HollowRuntime::journal`] lists starts, stops (with their grace) and execs in order.
+//!
 //! Deterministic: latency is a `tokio::time::sleep` (so tests under tokio's paused clock
 //! replay exactly), randomness comes from the seeded RNG passed in, and timestamps from an
 //! injectable clock.
@@ -18,8 +28,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::cidr::Ipv4Cidr;
 use crate::runtime::{
-    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, Result, Runtime,
-    RuntimeError, RuntimeVersion, SandboxConfig, SandboxId, SandboxInfo, SandboxState,
+    ContainerConfig, ContainerId, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
+    Result, Runtime, RuntimeError, RuntimeVersion, SandboxConfig, SandboxId, SandboxInfo,
+    SandboxState,
 };
 
 /// Runtime name reported in `containerRuntimeVersion`.
@@ -43,6 +54,10 @@ pub struct HollowConfig {
     pub cpu_millis: u64,
     /// Memory a running container reports, bytes (jittered by up to +-20 %).
     pub memory_bytes: u64,
+    /// Images whose pull fails (`ErrImagePull`), e.g. a reference that does not exist.
+    pub unpullable_images: BTreeSet<String>,
+    /// Images not on the node until pulled (every other image is present).
+    pub absent_images: BTreeSet<String>,
 }
 
 impl Default for HollowConfig {
@@ -52,6 +67,8 @@ impl Default for HollowConfig {
             failure_rate: 0.0,
             cpu_millis: DEFAULT_CPU_MILLIS,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            unpullable_images: BTreeSet::new(),
+            absent_images: BTreeSet::new(),
         }
     }
 }
@@ -73,6 +90,50 @@ struct State {
     next_id: u64,
     sandboxes: BTreeMap<SandboxId, SandboxInfo>,
     containers: BTreeMap<ContainerId, ContainerStatus>,
+    /// Scripted exits (from the container's env) of created containers.
+    scripts: BTreeMap<ContainerId, ExitScript>,
+    /// When each scripted container exits (set when it starts).
+    exit_at: BTreeMap<ContainerId, tokio::time::Instant>,
+    /// `exec_sync` results by (container name, command).
+    exec_results: BTreeMap<(String, Vec<String>), ExecOutput>,
+    /// Images pulled so far.
+    pulled: BTreeSet<String>,
+    /// Every pull, in order.
+    pulls: Vec<String>,
+    /// Starts, stops and execs, in order.
+    journal: Vec<String>,
+}
+
+/// A container's scripted exit.
+#[derive(Debug, Clone, PartialEq)]
+struct ExitScript {
+    after: Duration,
+    code: i32,
+    reason: String,
+}
+
+impl ExitScript {
+    fn from_env(env: &[(String, String)]) -> Option<ExitScript> {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let after_ms: u64 = get("HOLLOW_EXIT_AFTER_MS")?.parse().ok()?;
+        let reason = get("HOLLOW_EXIT_REASON").unwrap_or_default();
+        let oom = reason == "OOMKilled";
+        let code = get("HOLLOW_EXIT_CODE")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(if oom { 137 } else { 0 });
+        let reason = if !reason.is_empty() {
+            reason
+        } else if code == 0 {
+            "Completed".into()
+        } else {
+            "Error".into()
+        };
+        Some(ExitScript {
+            after: Duration::from_millis(after_ms),
+            code,
+            reason,
+        })
+    }
 }
 
 impl HollowRuntime {
@@ -98,6 +159,12 @@ impl HollowRuntime {
                 next_id: 0,
                 sandboxes: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                scripts: BTreeMap::new(),
+                exit_at: BTreeMap::new(),
+                exec_results: BTreeMap::new(),
+                pulled: BTreeSet::new(),
+                pulls: Vec::new(),
+                journal: Vec::new(),
             }),
         }
     }
@@ -105,7 +172,37 @@ impl HollowRuntime {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way
         // that matters more than losing the runtime, so keep going with the data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.settle((self.clock)());
+        st
+    }
+
+    /// Makes `exec_sync` of `command` in containers named `container` return
+    /// `exit_code` with `stdout` (replacing an earlier script).
+    pub fn script_exec(&self, container: &str, command: &[&str], exit_code: i32, stdout: &str) {
+        let key = (
+            container.to_string(),
+            command.iter().map(|s| s.to_string()).collect(),
+        );
+        self.lock().exec_results.insert(
+            key,
+            ExecOutput {
+                exit_code,
+                stdout: stdout.as_bytes().to_vec(),
+                stderr: Vec::new(),
+            },
+        );
+    }
+
+    /// Starts (`start <name>`), stops (`stop <name> grace=<secs>s`) and execs
+    /// (`exec <name> <command...>`) so far, in order.
+    pub fn journal(&self) -> Vec<String> {
+        self.lock().journal.clone()
+    }
+
+    /// Every image pull so far, in order.
+    pub fn pulls(&self) -> Vec<String> {
+        self.lock().pulls.clone()
     }
 
     async fn latency(&self) {
@@ -119,6 +216,32 @@ impl State {
     fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}-{:016x}", self.next_id)
+    }
+
+    /// Applies scripted exits that are due.
+    fn settle(&mut self, now: Timestamp) {
+        if self.exit_at.is_empty() {
+            return;
+        }
+        let instant = tokio::time::Instant::now();
+        let due: Vec<ContainerId> = self
+            .exit_at
+            .iter()
+            .filter(|(_, at)| **at <= instant)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.exit_at.remove(&id);
+            let script = self.scripts.get(&id).cloned();
+            if let (Some(c), Some(script)) = (self.containers.get_mut(&id), script)
+                && c.state == ContainerState::Running
+            {
+                c.state = ContainerState::Exited;
+                c.exit_code = Some(script.code);
+                c.reason = Some(script.reason);
+                c.finished_at = Some(now);
+            }
+        }
     }
 
     fn jitter(&mut self, base: u64) -> u64 {
@@ -214,6 +337,14 @@ impl Runtime for HollowRuntime {
             st.used_ips.remove(&ip);
         }
         st.containers.retain(|_, c| &c.sandbox_id != id);
+        let State {
+            containers,
+            scripts,
+            exit_at,
+            ..
+        } = &mut *st;
+        scripts.retain(|c, _| containers.contains_key(c));
+        exit_at.retain(|c, _| containers.contains_key(c));
         Ok(())
     }
 
@@ -236,7 +367,16 @@ impl Runtime for HollowRuntime {
         if config.image.trim().is_empty() {
             return Err(RuntimeError::Invalid("image reference is empty".into()));
         }
+        if self.config.unpullable_images.contains(&config.image) {
+            return Err(RuntimeError::ImagePull {
+                image: config.image.clone(),
+                reason: "hollow runtime: image not found".into(),
+            });
+        }
         let id = ContainerId(st.id("container"));
+        if let Some(script) = ExitScript::from_env(&config.env) {
+            st.scripts.insert(id.clone(), script);
+        }
         st.containers.insert(
             id.clone(),
             ContainerStatus {
@@ -293,17 +433,27 @@ impl Runtime for HollowRuntime {
         }
         c.state = ContainerState::Running;
         c.started_at = Some(now);
+        let name = c.name.clone();
+        st.journal.push(format!("start {name}"));
+        if let Some(script) = st.scripts.get(id).cloned() {
+            st.exit_at
+                .insert(id.clone(), tokio::time::Instant::now() + script.after);
+            st.settle(now);
+        }
         Ok(())
     }
 
-    async fn stop_container(&self, id: &ContainerId, _grace: Duration) -> Result<()> {
+    async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<()> {
         // Hollow processes honour SIGTERM at once, so the grace period is never used.
         let now = (self.clock)();
         let mut st = self.lock();
+        st.exit_at.remove(id);
         let c = st
             .containers
             .get_mut(id)
             .ok_or_else(|| not_found("container", &id.0))?;
+        let entry = (c.state == ContainerState::Running)
+            .then(|| format!("stop {} grace={}s", c.name, grace.as_secs()));
         if matches!(c.state, ContainerState::Running | ContainerState::Created) {
             let was_running = c.state == ContainerState::Running;
             c.state = ContainerState::Exited;
@@ -312,11 +462,15 @@ impl Runtime for HollowRuntime {
             c.reason = Some(if was_running { "Error" } else { "Completed" }.into());
             c.finished_at = Some(now);
         }
+        st.journal.extend(entry);
         Ok(())
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        self.lock().containers.remove(id);
+        let mut st = self.lock();
+        st.containers.remove(id);
+        st.scripts.remove(id);
+        st.exit_at.remove(id);
         Ok(())
     }
 
@@ -356,6 +510,53 @@ impl Runtime for HollowRuntime {
             .filter(|c| sandbox.is_none_or(|s| &c.sandbox_id == s))
             .cloned()
             .collect())
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool> {
+        let st = self.lock();
+        Ok(st.pulled.contains(image)
+            || !(self.config.absent_images.contains(image)
+                || self.config.unpullable_images.contains(image)))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<()> {
+        self.latency().await;
+        let mut st = self.lock();
+        st.pulls.push(image.to_string());
+        if self.config.unpullable_images.contains(image) {
+            return Err(RuntimeError::ImagePull {
+                image: image.to_string(),
+                reason: "hollow runtime: image not found".into(),
+            });
+        }
+        st.pulled.insert(image.to_string());
+        Ok(())
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        command: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get(id)
+            .ok_or_else(|| not_found("container", &id.0))?;
+        if c.state != ContainerState::Running {
+            return Err(RuntimeError::Invalid(format!(
+                "container {id} is not running"
+            )));
+        }
+        let name = c.name.clone();
+        st.journal
+            .push(format!("exec {name} {}", command.join(" ")));
+        Ok(st
+            .exec_results
+            .get(&(name, command.to_vec()))
+            .cloned()
+            .unwrap_or_default())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod image;
 pub mod node;
 pub mod pod;
 pub mod podspec;
+pub mod probe;
 pub mod runtime;
 pub mod volumes;
 

@@ -309,7 +309,7 @@ pub fn restart_backoff(
 }
 
 /// One container of a pod as the runtime sees it, with its spec name and image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObservedContainer {
     /// Name in the pod spec.
     pub name: String,
@@ -323,6 +323,16 @@ pub struct ObservedContainer {
     pub backoff: bool,
     /// The runtime's name, the scheme of `containerID` (`containerd://<id>`).
     pub runtime_name: String,
+    /// Why the container cannot be (re)created right now (`ErrImagePull`,
+    /// `ImagePullBackOff`, `CreateContainerConfigError`, `PodInitializing`): shown as
+    /// the waiting state instead of what the runtime reports.
+    pub waiting: Option<(String, String)>,
+    /// Readiness from the readiness probe; `None`: no probe (ready while running).
+    pub ready: Option<bool>,
+    /// Whether the startup probe passed; `None`: no probe (started while running).
+    pub started: Option<bool>,
+    /// An init container with `restartPolicy: Always`.
+    pub sidecar: bool,
 }
 
 fn terminated(runtime_name: &str, s: &runtime::ContainerStatus) -> ContainerState {
@@ -344,6 +354,19 @@ fn terminated(runtime_name: &str, s: &runtime::ContainerStatus) -> ContainerStat
 pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
     let time = |t: Option<Timestamp>| t.map(Time);
     let (state, running) = match &c.status {
+        _ if c.waiting.is_some() => {
+            let (reason, message) = c.waiting.clone().unwrap_or_default();
+            (
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some(reason),
+                        message: (!message.is_empty()).then_some(message),
+                    }),
+                    ..Default::default()
+                },
+                false,
+            )
+        }
         Some(s) if c.backoff && s.state == runtime::ContainerState::Exited => (
             ContainerState {
                 waiting: Some(ContainerStateWaiting {
@@ -398,14 +421,17 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
             .status
             .as_ref()
             .map(|s| format!("{}://{}", c.runtime_name, s.id)),
-        ready: running,
-        started: Some(running),
+        ready: running && c.started.unwrap_or(true) && c.ready.unwrap_or(true),
+        started: Some(running && c.started.unwrap_or(true)),
         restart_count: c.status.as_ref().map_or(0, |s| s.attempt as i32),
         state: Some(state),
         // In backoff the exited instance is the last state; after a restart, the
         // previous instance is.
         last_state: match &c.status {
-            Some(s) if c.backoff && s.state == runtime::ContainerState::Exited => {
+            Some(s)
+                if (c.backoff || c.waiting.is_some())
+                    && s.state == runtime::ContainerState::Exited =>
+            {
                 Some(terminated(&c.runtime_name, s))
             }
             _ => c.last.as_ref().map(|s| terminated(&c.runtime_name, s)),
@@ -414,9 +440,8 @@ pub fn container_status(c: &ObservedContainer) -> ContainerStatus {
     }
 }
 
-/// The status of a pod whose sandbox runs: phase (by `restart_policy`: `Always`,
-/// `OnFailure`, `Never`), IPs, start time, container statuses and the four conditions. Transition times are kept from `previous` when a condition
-/// did not change, so an unchanged pod yields an unchanged status (and no write).
+/// The status of a pod whose sandbox runs, with only regular containers (no init
+/// containers, QoS unknown); see [`pod_status_view`].
 pub fn pod_status(
     previous: Option<&PodStatus>,
     restart_policy: &str,
@@ -426,8 +451,73 @@ pub fn pod_status(
     containers: &[ObservedContainer],
     now: Timestamp,
 ) -> PodStatus {
+    pod_status_view(
+        previous,
+        &PodView {
+            restart_policy,
+            host_ip,
+            pod_ip,
+            start_time,
+            init: &[],
+            containers,
+            initialized: true,
+            init_failed: false,
+            sandbox_ready: true,
+            qos_class: None,
+        },
+        now,
+    )
+}
+
+/// Everything the pod status is built from.
+#[derive(Debug, Clone)]
+pub struct PodView<'a> {
+    /// `spec.restartPolicy` (`Always`, `OnFailure`, `Never`).
+    pub restart_policy: &'a str,
+    /// `status.hostIP`.
+    pub host_ip: &'a str,
+    /// `status.podIP` (empty before the sandbox runs).
+    pub pod_ip: &'a str,
+    /// `status.startTime`.
+    pub start_time: Timestamp,
+    /// Init containers (sidecars included), in spec order.
+    pub init: &'a [ObservedContainer],
+    /// Regular containers.
+    pub containers: &'a [ObservedContainer],
+    /// Every regular init container completed and every sidecar started.
+    pub initialized: bool,
+    /// A regular init container failed and will not be retried (`restartPolicy: Never`).
+    pub init_failed: bool,
+    /// The sandbox runs (`PodReadyToStartContainers`).
+    pub sandbox_ready: bool,
+    /// `status.qosClass`.
+    pub qos_class: Option<&'a str>,
+}
+
+/// The status of a pod: phase (by restart policy), IPs, start time, init and regular
+/// container statuses, and the conditions `PodReadyToStartContainers`, `Initialized`,
+/// `ContainersReady`, `Ready`, `PodScheduled`. Transition times are kept from
+/// `previous` when a condition did not change, so an unchanged pod yields an unchanged
+/// status (and no write).
+pub fn pod_status_view(
+    previous: Option<&PodStatus>,
+    view: &PodView<'_>,
+    now: Timestamp,
+) -> PodStatus {
+    let restart_policy = view.restart_policy;
+    let containers = view.containers;
     let statuses: Vec<ContainerStatus> = containers.iter().map(container_status).collect();
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let init_statuses: Vec<ContainerStatus> = view.init.iter().map(container_status).collect();
+    let sidecars_ready = view
+        .init
+        .iter()
+        .zip(&init_statuses)
+        .filter(|(c, _)| c.sidecar)
+        .all(|(_, s)| s.ready);
+    let all_ready = view.initialized
+        && !statuses.is_empty()
+        && statuses.iter().all(|s| s.ready)
+        && sidecars_ready;
     let any_running = statuses
         .iter()
         .any(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()));
@@ -443,12 +533,14 @@ pub fn pod_status(
                 .is_some_and(|t| t.exit_code == 0)
         });
     // A pod is over only when its restart policy lets nothing run again (Kubernetes'
-    // phase rules); until restarts exist, a pod that would be restarted stays Running
-    // (once something ran) or Pending.
+    // phase rules); a pod that would be restarted stays Running (once something ran)
+    // or Pending.
     let ever_started = containers
         .iter()
         .any(|c| c.status.as_ref().is_some_and(|s| s.started_at.is_some()));
     let phase = match restart_policy {
+        _ if view.init_failed => "Failed",
+        _ if !view.initialized => "Pending",
         _ if any_running => "Running",
         "Never" if all_terminated => {
             if all_ok {
@@ -478,22 +570,28 @@ pub fn pod_status(
             ..Default::default()
         }
     };
+    let pod_ip = (!view.pod_ip.is_empty()).then(|| view.pod_ip.to_string());
     PodStatus {
         phase: Some(phase.into()),
-        host_ip: Some(host_ip.into()),
+        host_ip: Some(view.host_ip.into()),
         host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP {
-            ip: host_ip.into(),
+            ip: view.host_ip.into(),
         }]),
-        pod_ip: Some(pod_ip.into()),
-        pod_ips: Some(vec![PodIP { ip: pod_ip.into() }]),
-        start_time: Some(Time(start_time)),
-        qos_class: previous.and_then(|s| s.qos_class.clone()),
+        pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        pod_ip,
+        start_time: Some(Time(view.start_time)),
+        qos_class: view
+            .qos_class
+            .map(str::to_string)
+            .or_else(|| previous.and_then(|s| s.qos_class.clone())),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
         conditions: Some(vec![
-            condition("PodScheduled", "True"),
-            condition("Initialized", "True"),
+            condition("PodReadyToStartContainers", flag(view.sandbox_ready)),
+            condition("Initialized", flag(view.initialized)),
             condition("ContainersReady", flag(all_ready)),
             condition("Ready", flag(all_ready)),
+            condition("PodScheduled", "True"),
         ]),
         ..Default::default()
     }

@@ -145,6 +145,7 @@ fn pod_status_of_running_and_pending_containers() {
         last: None,
         backoff: false,
         runtime_name: "hollow".into(),
+        ..Default::default()
     }];
     let s = pod_status(
         None,
@@ -171,10 +172,11 @@ fn pod_status_of_running_and_pending_containers() {
     assert_eq!(
         conds,
         [
-            ("PodScheduled", "True"),
+            ("PodReadyToStartContainers", "True"),
             ("Initialized", "True"),
             ("ContainersReady", "True"),
-            ("Ready", "True")
+            ("Ready", "True"),
+            ("PodScheduled", "True"),
         ]
     );
     // Same observation later: identical status (no write needed).
@@ -283,6 +285,7 @@ fn crash_loop_status() {
         last: None,
         backoff: true,
         runtime_name: "hollow".into(),
+        ..Default::default()
     };
     let s = container_status(&c);
     assert_eq!(s.restart_count, 2);
