@@ -90,6 +90,8 @@ struct State {
     next_id: u64,
     sandboxes: BTreeMap<SandboxId, SandboxInfo>,
     containers: BTreeMap<ContainerId, ContainerStatus>,
+    /// The config each container was created from (tests read env, mounts, resources).
+    configs: BTreeMap<ContainerId, ContainerConfig>,
     /// Scripted exits (from the container's env) of created containers.
     scripts: BTreeMap<ContainerId, ExitScript>,
     /// When each scripted container exits (set when it starts).
@@ -159,6 +161,7 @@ impl HollowRuntime {
                 next_id: 0,
                 sandboxes: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                configs: BTreeMap::new(),
                 scripts: BTreeMap::new(),
                 exit_at: BTreeMap::new(),
                 exec_results: BTreeMap::new(),
@@ -198,6 +201,16 @@ impl HollowRuntime {
     /// (`exec <name> <command...>`) so far, in order.
     pub fn journal(&self) -> Vec<String> {
         self.lock().journal.clone()
+    }
+
+    /// The config the newest container named `name` (in any sandbox) was created from.
+    pub fn config_of(&self, name: &str) -> Option<ContainerConfig> {
+        let st = self.lock();
+        st.containers
+            .values()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| (c.attempt, c.id.clone()))
+            .and_then(|c| st.configs.get(&c.id).cloned())
     }
 
     /// Every image pull so far, in order.
@@ -339,10 +352,12 @@ impl Runtime for HollowRuntime {
         st.containers.retain(|_, c| &c.sandbox_id != id);
         let State {
             containers,
+            configs,
             scripts,
             exit_at,
             ..
         } = &mut *st;
+        configs.retain(|c, _| containers.contains_key(c));
         scripts.retain(|c, _| containers.contains_key(c));
         exit_at.retain(|c, _| containers.contains_key(c));
         Ok(())
@@ -377,6 +392,7 @@ impl Runtime for HollowRuntime {
         if let Some(script) = ExitScript::from_env(&config.env) {
             st.scripts.insert(id.clone(), script);
         }
+        st.configs.insert(id.clone(), config.clone());
         st.containers.insert(
             id.clone(),
             ContainerStatus {
@@ -469,6 +485,7 @@ impl Runtime for HollowRuntime {
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
         let mut st = self.lock();
         st.containers.remove(id);
+        st.configs.remove(id);
         st.scripts.remove(id);
         st.exit_at.remove(id);
         Ok(())

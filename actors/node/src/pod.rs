@@ -574,32 +574,8 @@ async fn ensure_container(
             if s.state == ContainerState::Exited
                 && node::should_restart(policy, s.exit_code.unwrap_or(-1)) =>
         {
-            let now = Instant::now();
-            let due = match running.restart_at.get(&name) {
-                Some(due) => *due,
-                None => {
-                    let delay = node::restart_backoff(
-                        s.attempt,
-                        ctx.restart_backoff_base,
-                        ctx.restart_backoff_max,
-                    );
-                    let due = now + delay;
-                    running.restart_at.insert(name.clone(), due);
-                    if !delay.is_zero() {
-                        let message = format!(
-                            "Back-off restarting failed container {name} in pod {}_{}({})",
-                            cx.pod.metadata.name.as_deref().unwrap_or(""),
-                            cx.namespace(),
-                            cx.pod.metadata.uid.as_deref().unwrap_or("")
-                        );
-                        running
-                            .event(&field_path, EventType::Warning, "BackOff", &message)
-                            .await;
-                    }
-                    due
-                }
-            };
-            if now >= due {
+            let due = schedule_restart(ctx, running, cx, &field_path, &s).await;
+            if Instant::now() >= due {
                 running.restart_at.remove(&name);
                 let restarted =
                     create_and_start(ctx, running, cx, c, init, s.attempt + 1, &mut obs, wake)
@@ -615,12 +591,19 @@ async fn ensure_container(
                     running.last.insert(name.clone(), s.clone());
                     status = Some(new);
                 }
-            } else {
-                obs.backoff = true;
-                soon(wake, due);
             }
         }
         Some(_) => {}
+    }
+    // An exited instance waiting for its restart: CrashLoopBackOff until it is due.
+    if let Some(s) = &status
+        && s.state == ContainerState::Exited
+        && node::should_restart(policy, s.exit_code.unwrap_or(-1))
+        && obs.waiting.is_none()
+    {
+        let due = schedule_restart(ctx, running, cx, &field_path, s).await;
+        obs.backoff = true;
+        soon(wake, due);
     }
     if let Some(s) = status.clone()
         && s.state == ContainerState::Running
@@ -630,6 +613,36 @@ async fn ensure_container(
     obs.status = status;
     obs.last = running.last.get(&name).cloned();
     Ok(obs)
+}
+
+/// When the exited instance `s` is restarted (scheduled, with a `BackOff` event, on
+/// first sight).
+async fn schedule_restart(
+    ctx: &PodCtx,
+    running: &mut Running,
+    cx: &PodCx<'_>,
+    field_path: &str,
+    s: &ContainerStatus,
+) -> Instant {
+    if let Some(due) = running.restart_at.get(&s.name) {
+        return *due;
+    }
+    let delay = node::restart_backoff(s.attempt, ctx.restart_backoff_base, ctx.restart_backoff_max);
+    let due = Instant::now() + delay;
+    running.restart_at.insert(s.name.clone(), due);
+    if !delay.is_zero() {
+        let message = format!(
+            "Back-off restarting failed container {} in pod {}_{}({})",
+            s.name,
+            cx.pod.metadata.name.as_deref().unwrap_or(""),
+            cx.namespace(),
+            cx.pod.metadata.uid.as_deref().unwrap_or("")
+        );
+        running
+            .event(field_path, EventType::Warning, "BackOff", &message)
+            .await;
+    }
+    due
 }
 
 /// Pulls the image per policy, builds the config, creates and starts the container.

@@ -470,10 +470,8 @@ async fn failing_containers_restart_with_backoff() {
     assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff", "{c}");
     assert_eq!(c["lastState"]["terminated"]["reason"], "StartError", "{c}");
     assert_eq!(c["ready"], false);
-    // One container instance at a time: old instances are removed on restart.
-    assert_eq!(
-        fleet.runtimes[0].list_containers(None).await.unwrap().len(),
-        1
-    );
+    // The current instance and the previous one (for `logs --previous`) at most: older
+    // instances are removed on restart.
+    assert!(fleet.runtimes[0].list_containers(None).await.unwrap().len() <= 2);
     fleet.stop().await;
 }
