@@ -549,9 +549,9 @@ pub fn dns_config(pod: &Pod, cluster_dns: &[String]) -> Option<DnsConfig> {
         },
         "None" => DnsConfig::default(),
         _ => {
-            if spec.dns_config.is_none() {
-                return None;
-            }
+            // `Default` (or ClusterFirst without cluster DNS): the runtime's resolv.conf
+            // unless dnsConfig adds to it.
+            spec.dns_config.as_ref()?;
             DnsConfig::default()
         }
     };

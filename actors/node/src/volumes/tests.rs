@@ -30,7 +30,8 @@ fn sources() -> VolumeSources {
 
 #[test]
 fn payload_table() {
-    let cases: Vec<(serde_json::Value, Result<Vec<(&str, &str, u32)>, &str>)> = vec![
+    type Files = Vec<(&'static str, &'static str, u32)>;
+    let cases: Vec<(serde_json::Value, Result<Files, &str>)> = vec![
         (
             json!({"name": "v", "configMap": {"name": "cfg"}}),
             Ok(vec![("a", "1", 0o644), ("b", "2", 0o644)]),
