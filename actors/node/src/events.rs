@@ -25,6 +25,10 @@ pub const COMPONENT: &str = "drover-node";
 pub const EVENT_BURST: u32 = 25;
 /// One more event is allowed per this interval once the burst is spent (kubelet: 5 min).
 pub const EVENT_REFILL: Duration = Duration::from_secs(300);
+/// Least time between two writes of the same state event (a container waiting in
+/// `ImagePullBackOff` is seen on every sync; the kubelet reports it about once per its
+/// 10 s sync, not on every relist).
+pub const STATE_EVENT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,14 +84,25 @@ impl Bucket {
 
 type Key = (String, EventType, String, String);
 
+/// An Event this recorder wrote.
+#[derive(Debug, Clone)]
+struct Written {
+    name: String,
+    first: Value,
+    count: i64,
+    resource_version: String,
+    at: Instant,
+}
+
 /// Writes Events about one pod.
 pub struct Recorder {
     store: Store,
     host: String,
     involved: Involved,
     bucket: Bucket,
-    /// Aggregation: the stored Event for each (fieldPath, type, reason, message).
-    written: HashMap<Key, Value>,
+    /// Aggregation: what was stored for each (fieldPath, type, reason, message); kept
+    /// small (not the whole object) since every pod of a hollow fleet has a recorder.
+    written: HashMap<Key, Written>,
     seq: u64,
 }
 
@@ -121,11 +136,21 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) {
+        self.record_at_most(field_path, type_, reason, message, Duration::ZERO)
+            .await
+    }
+
+    /// As [`Recorder::record`], but an identical event written less than `interval`
+    /// ago is not written again (for states observed on every sync).
+    pub async fn record_at_most(
+        &mut self,
+        field_path: &str,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+        interval: Duration,
+    ) {
         if self.involved.uid.is_empty() {
-            return;
-        }
-        if !self.bucket.take(Instant::now()) {
-            tracing::debug!(message = "event rate-limited", reason, msg = message);
             return;
         }
         let key: Key = (
@@ -134,16 +159,40 @@ impl Recorder {
             reason.to_string(),
             message.to_string(),
         );
+        if !interval.is_zero()
+            && self
+                .written
+                .get(&key)
+                .is_some_and(|w| w.at.elapsed() < interval)
+        {
+            return;
+        }
+        if !self.bucket.take(Instant::now()) {
+            tracing::debug!(message = "event rate-limited", reason, msg = message);
+            return;
+        }
         let now = Timestamp::now();
         let stamp = serde_json::to_value(Time(now)).unwrap_or(Value::Null);
         if let Some(previous) = self.written.get(&key).cloned() {
-            let mut next = previous.clone();
-            let count = previous.get("count").and_then(Value::as_i64).unwrap_or(1) + 1;
-            next["count"] = json!(count);
-            next["lastTimestamp"] = stamp.clone();
+            let mut next = self.build(
+                &key,
+                &previous.name,
+                &previous.first,
+                &stamp,
+                previous.count + 1,
+            );
+            next["metadata"]["resourceVersion"] = json!(previous.resource_version);
             match self.store.update(event_kind(), next).await {
                 Ok(stored) => {
-                    self.written.insert(key, stored);
+                    self.written.insert(
+                        key,
+                        Written {
+                            count: previous.count + 1,
+                            resource_version: resource_version(&stored),
+                            at: Instant::now(),
+                            ..previous
+                        },
+                    );
                     return;
                 }
                 Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
@@ -163,6 +212,27 @@ impl Recorder {
             now.as_nanosecond(),
             self.seq & 0xffff
         );
+        let event = self.build(&key, &name, &stamp, &stamp, 1);
+        match self.store.create(event_kind(), event).await {
+            Ok(stored) => {
+                self.written.insert(
+                    key,
+                    Written {
+                        name,
+                        first: stamp,
+                        count: 1,
+                        resource_version: resource_version(&stored),
+                        at: Instant::now(),
+                    },
+                );
+            }
+            Err(error) => tracing::warn!(message = "event write failed", %error),
+        }
+    }
+
+    /// The Event object for `key`.
+    fn build(&self, key: &Key, name: &str, first: &Value, last: &Value, count: i64) -> Value {
+        let (field_path, type_, reason, message) = key;
         let mut involved = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -173,7 +243,7 @@ impl Recorder {
         if !field_path.is_empty() {
             involved["fieldPath"] = json!(field_path);
         }
-        let event = json!({
+        json!({
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": name, "namespace": self.involved.namespace},
@@ -184,17 +254,17 @@ impl Recorder {
             "source": {"component": COMPONENT, "host": self.host},
             "reportingComponent": COMPONENT,
             "reportingInstance": self.host,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        });
-        match self.store.create(event_kind(), event).await {
-            Ok(stored) => {
-                self.written.insert(key, stored);
-            }
-            Err(error) => tracing::warn!(message = "event write failed", %error),
-        }
+            "firstTimestamp": first,
+            "lastTimestamp": last,
+            "count": count,
+        })
     }
+}
+
+fn resource_version(stored: &Value) -> String {
+    drover_store::object::meta_str(stored, "resourceVersion")
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `fieldPath` of a container: `spec.containers{name}` or `spec.initContainers{name}`.
@@ -203,5 +273,28 @@ pub fn container_field_path(init: bool, name: &str) -> String {
         format!("spec.initContainers{{{name}}}")
     } else {
         format!("spec.containers{{{name}}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_one_per_refill() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            tokens: EVENT_BURST,
+            last_refill: t0,
+        };
+        for _ in 0..EVENT_BURST {
+            assert!(b.take(t0));
+        }
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + EVENT_REFILL / 2));
+        assert!(b.take(t0 + EVENT_REFILL));
+        assert!(!b.take(t0 + EVENT_REFILL));
+        assert_eq!(container_field_path(true, "x"), "spec.initContainers{x}");
+        assert_eq!(container_field_path(false, "x"), "spec.containers{x}");
     }
 }

@@ -148,6 +148,27 @@ impl Running {
             r.record(field_path, type_, reason, message).await;
         }
     }
+
+    /// An event about a state seen on every sync (written at most every
+    /// [`events::STATE_EVENT_INTERVAL`]).
+    async fn state_event(
+        &mut self,
+        field_path: &str,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.record_at_most(
+                field_path,
+                type_,
+                reason,
+                message,
+                events::STATE_EVENT_INTERVAL,
+            )
+            .await;
+        }
+    }
 }
 
 /// Lowers `wake` to `at` if earlier.
@@ -237,15 +258,29 @@ async fn adopt(
     let Some(sandbox) = existing else {
         return Ok(None);
     };
-    let mut newest: BTreeMap<String, (u32, ContainerId)> = BTreeMap::new();
+    // Newest instance of each container is current, the one before is `previous`
+    // (its final state is `lastState`); older ones go.
+    let mut by_name: BTreeMap<String, Vec<ContainerStatus>> = BTreeMap::new();
     for c in ctx.runtime.list_containers(Some(&sandbox.id)).await? {
-        if newest.get(&c.name).is_none_or(|(a, _)| *a <= c.attempt) {
-            newest.insert(c.name.clone(), (c.attempt, c.id));
+        by_name.entry(c.name.clone()).or_default().push(c);
+    }
+    for (name, mut instances) in by_name {
+        instances.sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
+        let mut rest = instances.into_iter();
+        if let Some(current) = rest.next() {
+            running.containers.insert(name.clone(), current.id);
+        }
+        if let Some(previous) = rest.next() {
+            running.previous.insert(name.clone(), previous.id.clone());
+            running.reported_exits.insert(previous.id.clone());
+            running.last.insert(name.clone(), previous);
+        }
+        for old in rest {
+            if let Err(error) = ctx.runtime.remove_container(&old.id).await {
+                tracing::warn!(message = "removing old container failed", %error);
+            }
         }
     }
-    running
-        .containers
-        .extend(newest.into_iter().map(|(name, (_, id))| (name, id)));
     running.sandbox = Some(sandbox.clone());
     Ok(Some(sandbox))
 }
@@ -584,9 +619,11 @@ async fn ensure_container(
                     // Keep the exited instance (logs --previous), drop the one before.
                     if let Some(old) = running.previous.insert(name.clone(), s.id.clone())
                         && old != s.id
-                        && let Err(error) = ctx.runtime.remove_container(&old).await
                     {
-                        tracing::warn!(message = "removing old container failed", %error);
+                        running.reported_exits.remove(&old);
+                        if let Err(error) = ctx.runtime.remove_container(&old).await {
+                            tracing::warn!(message = "removing old container failed", %error);
+                        }
                     }
                     running.last.insert(name.clone(), s.clone());
                     status = Some(new);
@@ -684,7 +721,7 @@ async fn create_and_start(
         {
             let message = format!("Back-off pulling image \"{image}\"");
             running
-                .event(&field_path, EventType::Normal, "BackOff", &message)
+                .state_event(&field_path, EventType::Normal, "BackOff", &message)
                 .await;
             obs.waiting = Some(("ImagePullBackOff".into(), message));
             soon(wake, until);
