@@ -424,6 +424,19 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<In
         grace,
     };
 
+    // Once every regular container has finished for good (a Job's pod), sidecars are
+    // stopped and not restarted, as the kubelet does.
+    let mut mains_done = !spec.containers.is_empty();
+    for c in &spec.containers {
+        let finished = current_status(ctx, running, &c.name)
+            .await?
+            .is_some_and(|s| {
+                s.state == ContainerState::Exited
+                    && !node::should_restart(&restart_policy, s.exit_code.unwrap_or(-1))
+            });
+        mains_done &= finished;
+    }
+
     // Init containers in order; sidecars must be started before the next one.
     let mut init = Vec::new();
     let mut initialized = true;
@@ -435,14 +448,16 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<In
             continue;
         }
         if sidecar {
-            let obs = ensure_container(ctx, running, &cx, c, true, "Always", &mut wake).await?;
+            let policy = if mains_done { "Never" } else { "Always" };
+            let obs = ensure_container(ctx, running, &cx, c, true, policy, &mut wake).await?;
             let started = obs
                 .status
                 .as_ref()
                 .is_some_and(|s| s.state == ContainerState::Running)
                 && obs.waiting.is_none()
                 && obs.started != Some(false);
-            initialized &= started;
+            // After the regular containers finished, stopped sidecars are expected.
+            initialized &= started || mains_done;
             init.push(obs);
             continue;
         }
@@ -476,6 +491,9 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<In
         } else {
             containers.push(waiting_obs(ctx, c, false, "PodInitializing"));
         }
+    }
+    if mains_done {
+        lifecycle::stop_sidecars(ctx, running, &typed, &sandbox, grace).await;
     }
     let observation = Observation {
         init,

@@ -267,6 +267,44 @@ async fn init_containers_run_in_order_and_sidecars_stop_last() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sidecars_stop_when_a_jobs_containers_finish() {
+    let node = Node::start(HollowConfig::default()).await;
+    node.create(json!({
+        "metadata": {"name": "job"},
+        "spec": {
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "logger", "image": "busybox:1", "restartPolicy": "Always"}],
+            "containers": [{"name": "work", "image": "busybox:1", "env": exits_after(50, 0)}]
+        }
+    }))
+    .await;
+    let pod = node
+        .wait_pod("job", |p| {
+            p.pointer("/status/phase") == Some(&json!("Succeeded"))
+        })
+        .await;
+    assert_eq!(
+        status_of(&pod, "containerStatuses", "work")["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    node.wait_pod("job", |p| {
+        status_of(p, "initContainerStatuses", "logger")["state"]["terminated"].is_object()
+    })
+    .await;
+    let journal = node.runtime.journal();
+    assert!(
+        journal.iter().any(|l| l.starts_with("stop logger ")),
+        "{journal:?}"
+    );
+    assert_eq!(
+        journal.iter().filter(|l| *l == "start logger").count(),
+        1,
+        "a stopped sidecar is not restarted: {journal:?}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_init_container_keeps_the_pod_pending_and_retries() {
     let node = Node::start(HollowConfig::default()).await;
     node.create(json!({

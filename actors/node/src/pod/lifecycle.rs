@@ -141,6 +141,48 @@ async fn stop_in_order(
     }
 }
 
+/// Stops the pod's running sidecars in reverse order (after its regular containers
+/// finished for good).
+pub(super) async fn stop_sidecars(
+    ctx: &PodCtx,
+    running: &mut Running,
+    pod: &Pod,
+    sandbox: &SandboxInfo,
+    grace: Duration,
+) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let deadline = Instant::now() + grace;
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| podspec::is_sidecar(c))
+        .rev()
+    {
+        let Some(id) = running.containers.get(&c.name).cloned() else {
+            continue;
+        };
+        let live = ctx
+            .runtime
+            .container_status(&id)
+            .await
+            .is_ok_and(|s| s.state == ContainerState::Running);
+        if !live {
+            continue;
+        }
+        let fp = events::container_field_path(true, &c.name);
+        running
+            .event(
+                &fp,
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {}", c.name),
+            )
+            .await;
+        stop_one(ctx, c, &id, &sandbox.ip, deadline, grace).await;
+    }
+}
+
 /// Graceful deletion: stop everything within the pod's grace period, then delete the
 /// pod with grace 0 (uid precondition: never a newer pod of the same name).
 pub(super) async fn terminate(ctx: &PodCtx, running: &mut Running, pod: &Value) {
