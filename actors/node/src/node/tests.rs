@@ -295,3 +295,155 @@ fn crash_loop_status() {
     let p = pod_status(None, "Always", "127.0.0.1", "10.244.0.2", now, &[c], now);
     assert_eq!(p.phase.as_deref(), Some("Running"), "it ran before");
 }
+
+#[test]
+fn pod_status_view_init_sidecars_waiting_and_probes() {
+    let now = t("2026-01-01T00:00:00Z");
+    let running = runtime::ContainerStatus {
+        id: runtime::ContainerId("c1".into()),
+        sandbox_id: runtime::SandboxId("s1".into()),
+        name: "web".into(),
+        image: "busybox".into(),
+        state: runtime::ContainerState::Running,
+        exit_code: None,
+        reason: None,
+        message: None,
+        attempt: 0,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        log_path: None,
+    };
+    let exited = runtime::ContainerStatus {
+        state: runtime::ContainerState::Exited,
+        exit_code: Some(1),
+        reason: Some("Error".into()),
+        finished_at: Some(now),
+        ..running.clone()
+    };
+    let obs = |status: Option<&runtime::ContainerStatus>| ObservedContainer {
+        name: "x".into(),
+        image: "busybox".into(),
+        status: status.cloned(),
+        runtime_name: "hollow".into(),
+        ..Default::default()
+    };
+    let view = |init: &'static [ObservedContainer],
+                containers: &'static [ObservedContainer],
+                initialized: bool,
+                init_failed: bool| PodView {
+        restart_policy: "Always",
+        host_ip: "127.0.0.1",
+        pod_ip: "10.244.0.2",
+        start_time: now,
+        init,
+        containers,
+        initialized,
+        init_failed,
+        sandbox_ready: true,
+        qos_class: Some("BestEffort"),
+    };
+    let leak = |v: Vec<ObservedContainer>| -> &'static [ObservedContainer] { Vec::leak(v) };
+    let waiting = ObservedContainer {
+        waiting: Some(("PodInitializing".into(), String::new())),
+        ..obs(None)
+    };
+    // Still initialising: Pending, Initialized False, waiting reason shown.
+    let s = pod_status_view(
+        None,
+        &view(
+            leak(vec![obs(Some(&exited))]),
+            leak(vec![waiting.clone()]),
+            false,
+            false,
+        ),
+        now,
+    );
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+    let cond = |s: &PodStatus, ty: &str| {
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == ty)
+            .unwrap()
+            .status
+            .clone()
+    };
+    assert_eq!(cond(&s, "Initialized"), "False");
+    assert_eq!(cond(&s, "PodReadyToStartContainers"), "True");
+    let main = &s.container_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        main.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(s.init_container_statuses.as_ref().unwrap().len(), 1);
+    // A failed init container under restartPolicy Never: Failed.
+    let s = pod_status_view(
+        None,
+        &view(
+            leak(vec![obs(Some(&exited))]),
+            leak(vec![waiting]),
+            false,
+            true,
+        ),
+        now,
+    );
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    // Running, but the readiness probe says no: not Ready; a sidecar that is not ready
+    // keeps the pod unready too.
+    let unready = ObservedContainer {
+        ready: Some(false),
+        ..obs(Some(&running))
+    };
+    let s = pod_status_view(None, &view(&[], leak(vec![unready]), true, false), now);
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(cond(&s, "Ready"), "False");
+    assert!(!s.container_statuses.as_ref().unwrap()[0].ready);
+    let sidecar = ObservedContainer {
+        sidecar: true,
+        started: Some(false),
+        ..obs(Some(&running))
+    };
+    let s = pod_status_view(
+        None,
+        &view(
+            leak(vec![sidecar]),
+            leak(vec![obs(Some(&running))]),
+            true,
+            false,
+        ),
+        now,
+    );
+    assert_eq!(cond(&s, "Ready"), "False");
+    assert_eq!(
+        s.init_container_statuses.as_ref().unwrap()[0].started,
+        Some(false)
+    );
+    // A waiting override (ErrImagePull) after an exit keeps the exit as lastState.
+    let pulling = ObservedContainer {
+        waiting: Some(("ErrImagePull".into(), "no such image".into())),
+        ..obs(Some(&exited))
+    };
+    let cs = container_status(&pulling);
+    assert_eq!(
+        cs.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("ErrImagePull")
+    );
+    assert_eq!(cs.last_state.unwrap().terminated.unwrap().exit_code, 1);
+}
