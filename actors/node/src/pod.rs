@@ -256,6 +256,14 @@ async fn adopt(
         .into_iter()
         .find(|s| s.config.pod_uid == uid && s.state == SandboxState::Ready);
     let Some(sandbox) = existing else {
+        // Dead sandboxes of this pod (their containers went with them) are removed
+        // before a new one is made.
+        for dead in ctx.runtime.list_sandboxes().await? {
+            if dead.config.pod_uid == uid {
+                let _ = ctx.runtime.stop_sandbox(&dead.id).await;
+                ctx.runtime.remove_sandbox(&dead.id).await?;
+            }
+        }
         return Ok(None);
     };
     // Newest instance of each container is current, the one before is `previous`
@@ -790,6 +798,24 @@ async fn create_and_start(
     };
     let id = match ctx.runtime.create_container(&cx.sandbox.id, &config).await {
         Ok(id) => id,
+        Err(RuntimeError::NotFound {
+            what: "sandbox", ..
+        }) => {
+            // The sandbox died under us (runtime restart, node reboot): forget it so the
+            // next reconcile starts a new one, as the kubelet recreates a dead sandbox.
+            running.sandbox = None;
+            running.containers.clear();
+            return Err(
+                RuntimeError::Unavailable("the pod sandbox is gone; recreating it".into()).into(),
+            );
+        }
+        Err(RuntimeError::Invalid(message)) if message.contains("not ready") => {
+            running.sandbox = None;
+            running.containers.clear();
+            return Err(
+                RuntimeError::Unavailable(format!("{message}; recreating the sandbox")).into(),
+            );
+        }
         Err(e @ RuntimeError::ImagePull { .. }) => {
             pull_failed(ctx, running, &field_path, &name, &image, &e, obs, wake).await;
             return Ok(None);

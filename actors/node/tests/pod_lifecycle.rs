@@ -305,6 +305,57 @@ async fn sidecars_stop_when_a_jobs_containers_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exited_sidecars_are_restarted_and_dead_sandboxes_recreated() {
+    let node = Node::start(HollowConfig::default()).await;
+    node.create(json!({
+        "metadata": {"name": "meshed"},
+        "spec": {
+            "initContainers": [{"name": "proxy", "image": "busybox:1", "restartPolicy": "Always",
+                                "env": exits_after(50, 1)}],
+            "containers": [{"name": "app", "image": "busybox:1"}]
+        }
+    }))
+    .await;
+    let pod = node
+        .wait_pod("meshed", |p| {
+            status_of(p, "initContainerStatuses", "proxy")["restartCount"]
+                .as_i64()
+                .is_some_and(|n| n >= 1)
+                && status_of(p, "containerStatuses", "app")["state"]["running"].is_object()
+        })
+        .await;
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(
+        status_of(&pod, "containerStatuses", "app")["restartCount"],
+        0,
+        "a sidecar restart leaves the app alone"
+    );
+    let uid = object::meta_str(&pod, "uid").unwrap().to_string();
+
+    // The runtime loses the sandbox (a reboot): the pod gets a new one.
+    let old = node.runtime.list_sandboxes().await.unwrap();
+    assert_eq!(old.len(), 1);
+    node.runtime.stop_sandbox(&old[0].id).await.unwrap();
+    node.runtime.remove_sandbox(&old[0].id).await.unwrap();
+    until(async || {
+        node.runtime
+            .list_sandboxes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.config.pod_uid == uid && s.id != old[0].id)
+    })
+    .await;
+    node.wait_pod("meshed", |p| {
+        status_of(p, "containerStatuses", "app")["state"]["running"].is_object()
+            && status_of(p, "containerStatuses", "app")["containerID"]
+                != status_of(&pod, "containerStatuses", "app")["containerID"]
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_init_container_keeps_the_pod_pending_and_retries() {
     let node = Node::start(HollowConfig::default()).await;
     node.create(json!({
