@@ -9,6 +9,11 @@
 //! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
 //! the store; [`fleet`] runs many hollow agents in one process.
 //!
+//! The PodActor ([`pod`]) does what the kubelet does for a pod spec, from small parts:
+//! [`podspec`] (pure: env, QoS, resources, ports, DNS, pull policy), [`volumes`]
+//! (volume plugins on the node's disk), [`probe`] (startup/liveness/readiness) and
+//! [`events`] (core/v1 Events with aggregation and rate limiting).
+//!
 //! The containerd side is built from small modules: [`containerd`] (config + the
 //! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
 //! archives, the pause image, `ctr` import) and [`cri`] (the CRI client).

@@ -540,6 +540,18 @@ pub fn mounts(
                     VolumeError(format!("creating subPath {}: {e}", host_path.display()))
                 })?;
             }
+            // A container can plant symlinks in its volume; a subPath resolving outside
+            // the volume would bind-mount node paths into it (CVE-2017-1002101).
+            let real_base = std::fs::canonicalize(base)
+                .map_err(|e| VolumeError(format!("resolving {}: {e}", base.display())))?;
+            let real = std::fs::canonicalize(&host_path)
+                .map_err(|e| VolumeError(format!("resolving {}: {e}", host_path.display())))?;
+            if !real.starts_with(&real_base) {
+                return Err(VolumeError(format!(
+                    "subPath {sub:?} resolves outside its volume"
+                )));
+            }
+            host_path = real;
         }
         let api = volumes.iter().any(|v| v.name == m.name && api_data(v));
         out.push(Mount {

@@ -167,6 +167,12 @@ fn mounts_with_sub_path_and_read_only() {
     assert!(m[2].read_only, "API data volumes are read-only");
     let bad: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "../etc"}]})).unwrap();
     assert!(mounts(&bad, &volumes, &paths).is_err());
+    // A symlink planted in the volume cannot carry a subPath out of it.
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    std::os::unix::fs::symlink("/etc", tmp.path().join("data/escape")).unwrap();
+    let sneaky: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "escape"}]})).unwrap();
+    let err = mounts(&sneaky, &volumes, &paths).unwrap_err();
+    assert!(err.0.contains("outside"), "{err}");
     let missing: Container = serde_json::from_value(
         json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/d"}]}),
     )
