@@ -10,7 +10,7 @@
 //! * per container: `imagePullPolicy` (`ErrImagePull` / `ImagePullBackOff`), the env
 //!   (`CreateContainerConfigError` when a reference is missing), restarts with
 //!   CrashLoopBackOff, probes ([`crate::probe`], run inline when due), `OOMKilled`;
-//! * graceful termination ([`lifecycle`]): preStop hooks within the grace period, main
+//! * graceful termination (`pod/lifecycle.rs`): preStop hooks within the grace period, main
 //!   containers first, sidecars last in reverse order, then sandbox and volumes.
 //!
 //! Every step records Events ([`crate::events`]). The actor wakes on pod changes, when a
