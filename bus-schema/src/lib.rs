@@ -17,6 +17,7 @@ pub mod drover;
 pub mod envelope;
 pub mod json_schema;
 pub mod kinds;
+pub mod pod_index;
 pub mod selector;
 pub mod subjects;
 pub mod validation;

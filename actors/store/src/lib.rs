@@ -23,6 +23,7 @@
 //!   order, or fails with [`StoreError::Gone`] when that revision was compacted away.
 
 mod error;
+pub mod node_index;
 pub mod object;
 mod watch;
 
@@ -233,6 +234,12 @@ impl Store {
                 buckets: RwLock::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The NATS client the store talks through (for services that share its connection,
+    /// such as the pod index).
+    pub fn nats_client(&self) -> &async_nats::Client {
+        &self.inner.client
     }
 
     /// The largest encoded object this store accepts.
