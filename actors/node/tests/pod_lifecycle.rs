@@ -37,6 +37,12 @@ impl Node {
         let store = Store::new(nats.client().await, StoreConfig::default())
             .await
             .unwrap();
+        // The control plane's pod index: agents follow their pods through it. Its task
+        // ends with the test's runtime.
+        let index = drover_store::node_index::PodIndex::start(store.clone())
+            .await
+            .unwrap();
+        std::mem::forget(index);
         let runtime = Arc::new(HollowRuntime::seeded(hollow, 7));
         let pods_dir = tempfile::tempdir().unwrap();
         let mut config = AgentConfig::new("node-a");
