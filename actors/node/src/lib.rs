@@ -11,7 +11,8 @@
 //!
 //! The containerd side is built from small modules: [`containerd`] (config + the
 //! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
-//! archives, the pause image, `ctr` import) and [`cri`] (the CRI client).
+//! archives, the pause image, `ctr` import), [`cri`] (the CRI client) and
+//! [`cri_runtime`] (the [`runtime::Runtime`] over CRI).
 //!
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
@@ -21,6 +22,7 @@ pub mod cidr;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod cri_runtime;
 pub mod fleet;
 pub mod hollow;
 pub mod image;
@@ -29,6 +31,7 @@ pub mod pod;
 pub mod runtime;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
+pub use cri_runtime::{CriRuntime, CriRuntimeConfig};
 pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
 pub use hollow::{HollowConfig, HollowRuntime};
 pub use runtime::Runtime;
