@@ -1,7 +1,10 @@
 //! `drover`: the single binary. Thin: parses the command line and wires crates together.
-//! `up` runs the control plane; the client verbs live in [`cli`].
+//! `up` runs the control plane (and by default a node agent beside it), `agent` a node
+//! agent alone ([`agent`]); the client verbs live in [`cli`].
 
+mod agent;
 mod cli;
+mod image;
 mod sim;
 
 use std::path::PathBuf;
@@ -36,6 +39,12 @@ enum Command {
     Up(UpArgs),
     /// Run hollow nodes (no containers) against a running control plane.
     Sim(sim::SimArgs),
+    /// Run a node agent (containerd, CNI) against a running control plane until
+    /// SIGINT/SIGTERM; pods keep running when it stops.
+    Agent(agent::AgentArgs),
+    /// Manage images on this node's containerd.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     #[command(flatten)]
     Client(cli::Verb),
 }
@@ -63,6 +72,12 @@ struct UpArgs {
     /// Port of the Kubernetes API (HTTPS).
     #[arg(long, default_value_t = DEFAULT_API_PORT)]
     api_port: u16,
+    /// Do not run a node agent in this process (control plane only). The agent needs
+    /// root, containerd, runc and the CNI plugins, and it creates the `drover0` bridge.
+    #[arg(long)]
+    no_agent: bool,
+    #[command(flatten)]
+    node: agent::NodeArgs,
 }
 
 /// Default HTTPS port of the Kubernetes API (the kube-apiserver's).
@@ -73,8 +88,8 @@ fn main() -> Result<ExitCode> {
     // The client verbs print results on stdout and kubectl-style errors on stderr; only
     // warnings of their own log there.
     let default_filter = match cli.command {
-        Command::Up(_) | Command::Sim(_) => "info,async_nats=warn",
-        Command::Client(_) => "warn",
+        Command::Up(_) | Command::Sim(_) | Command::Agent(_) => "info,async_nats=warn",
+        Command::Client(_) | Command::Image(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_filter.into());
@@ -95,6 +110,22 @@ fn main() -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             runtime.block_on(sim::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            // containerd is spawned from this (the main) thread: it gets SIGKILL when
+            // the thread, i.e. the agent, dies.
+            runtime.block_on(agent::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Image(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(image::run(command))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(verb) => {
@@ -199,6 +230,23 @@ async fn up(args: UpArgs) -> Result<()> {
     .await
     .with_context(|| format!("starting the API on {bind}"))?;
     let controllers = drover_controllers::Controllers::start(store.clone());
+    let node = if args.no_agent {
+        None
+    } else {
+        match agent::NodeHandle::start(store.clone(), data_dir.join("node"), &args.node).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                controllers.stop().await;
+                gateway.stop().await;
+                if let Some(s) = supervisor {
+                    s.shutdown().await;
+                }
+                return Err(e.context(
+                    "starting the node agent (run with --no-agent for a control plane only)",
+                ));
+            }
+        }
+    };
     let host = match args.api_address {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         a => a.to_string(),
@@ -232,6 +280,9 @@ async fn up(args: UpArgs) -> Result<()> {
         }
     };
     eprintln!("drover: stopping");
+    if let Some(node) = node {
+        node.stop().await;
+    }
     controllers.stop().await;
     gateway.stop().await;
     client.flush().await.ok();

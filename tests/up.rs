@@ -135,6 +135,7 @@ async fn up_refuses_a_busy_port_with_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_drover"))
         .args([
             "up",
+            "--no-agent",
             "--data-dir",
             dir.path().to_str().unwrap(),
             "--nats-port",

@@ -5,6 +5,9 @@
 //! Tests that need the binary fail with a message naming `scripts/setup` when it is
 //! missing: a missing dependency must fail CI, not skip.
 
+pub mod netns;
+pub mod registry;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Once;

@@ -22,6 +22,8 @@ impl Up {
     pub fn spawn(args: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .arg("up")
+            // No node agent: it would create a bridge in the host's network namespace.
+            .arg("--no-agent")
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -288,6 +288,133 @@ impl CriClient {
         Ok(())
     }
 
+    /// Every container, or those of one sandbox.
+    pub async fn list_containers(
+        &self,
+        sandbox_id: Option<&str>,
+    ) -> Result<Vec<cri::Container>, CriError> {
+        let r = cri::ListContainersRequest {
+            filter: sandbox_id.map(|id| cri::ContainerFilter {
+                pod_sandbox_id: id.into(),
+                ..Default::default()
+            }),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .list_containers(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("ListContainers"))?
+            .into_inner()
+            .containers)
+    }
+
+    /// One container's list entry (it names the sandbox, which its status does not);
+    /// `None` if the runtime does not know it.
+    pub async fn container(&self, id: &str) -> Result<Option<cri::Container>, CriError> {
+        let r = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                id: id.into(),
+                ..Default::default()
+            }),
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .list_containers(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("ListContainers"))?
+            .into_inner()
+            .containers
+            .into_iter()
+            .find(|c| c.id == id))
+    }
+
+    /// One container's resource usage (CPU, working-set memory).
+    pub async fn container_stats(&self, id: &str) -> Result<cri::ContainerStats, CriError> {
+        let r = cri::ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        self.runtime
+            .clone()
+            .container_stats(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("ContainerStats"))?
+            .into_inner()
+            .stats
+            .ok_or(CriError::Malformed {
+                op: "ContainerStats",
+                what: "stats",
+            })
+    }
+
+    /// Runs `cmd` in a running container and waits for it, at most `timeout` (whole
+    /// seconds, rounded up; CRI has no finer unit).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<cri::ExecSyncResponse, CriError> {
+        let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+        let r = cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: secs.max(1) as i64,
+        };
+        Ok(self
+            .runtime
+            .clone()
+            .exec_sync(req(r, CALL_TIMEOUT + timeout))
+            .await
+            .map_err(call_err("ExecSync"))?
+            .into_inner())
+    }
+
+    /// Prepares a streaming exec; returns the streaming server's URL for it.
+    pub async fn exec(&self, r: cri::ExecRequest) -> Result<String, CriError> {
+        Ok(self
+            .runtime
+            .clone()
+            .exec(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("Exec"))?
+            .into_inner()
+            .url)
+    }
+
+    /// Tells the runtime the node's pod CIDR.
+    pub async fn update_runtime_config(&self, pod_cidr: &str) -> Result<(), CriError> {
+        let r = cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: pod_cidr.into(),
+                }),
+            }),
+        };
+        self.runtime
+            .clone()
+            .update_runtime_config(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("UpdateRuntimeConfig"))?;
+        Ok(())
+    }
+
+    /// The runtime's conditions (`RuntimeReady`, `NetworkReady`).
+    pub async fn status(&self) -> Result<Vec<cri::RuntimeCondition>, CriError> {
+        let r = cri::StatusRequest { verbose: false };
+        Ok(self
+            .runtime
+            .clone()
+            .status(req(r, CALL_TIMEOUT))
+            .await
+            .map_err(call_err("Status"))?
+            .into_inner()
+            .status
+            .map(|s| s.conditions)
+            .unwrap_or_default())
+    }
+
     /// The image if the runtime has it, else `None`.
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>, CriError> {
         let r = cri::ImageStatusRequest {

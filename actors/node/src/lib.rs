@@ -16,7 +16,8 @@
 //!
 //! The containerd side is built from small modules: [`containerd`] (config + the
 //! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
-//! archives, the pause image, `ctr` import) and [`cri`] (the CRI client).
+//! archives, the pause image, `ctr` import), [`cri`] (the CRI client) and
+//! [`cri_runtime`] (the [`runtime::Runtime`] over CRI); [`host`] sets them up on a node.
 //!
 //! **Architecture Invariant:** only this crate talks CRI; the gateway reaches node-side
 //! features (logs, exec) over NATS.
@@ -26,9 +27,11 @@ pub mod cidr;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod cri_runtime;
 pub mod events;
 pub mod fleet;
 pub mod hollow;
+pub mod host;
 pub mod image;
 pub mod node;
 pub mod pod;
@@ -38,6 +41,8 @@ pub mod runtime;
 pub mod volumes;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
+pub use cri_runtime::{CriRuntime, CriRuntimeConfig};
 pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
 pub use hollow::{HollowConfig, HollowRuntime};
+pub use host::{ContainerdHost, HostConfig};
 pub use runtime::Runtime;

@@ -1,25 +1,21 @@
 //! End to end with the real parts: containerd (started by us, own root/state/socket under
 //! a temp dir), runc, CNI bridge + host-local, images built by `drover_node::image`.
 //!
-//! Isolation: the test re-executes itself (this one test, by exact name) under
-//! `unshare --net --mount --propagation private`, so the bridge, the pod IPs
-//! (10.244.0.0/24) and every mount containerd makes exist only in namespaces that die with
-//! the test. The child checks that its network namespace has no route out before starting
-//! anything. On failure a guard kills what we started, by PID (containerd; the shims and
-//! sandbox/container init processes, read from containerd's state dir), and lazily
-//! unmounts whatever is still mounted under the temp dir.
+//! Isolation: [`drover_testkit::netns::enter`] re-executes this one test in fresh network
+//! and mount namespaces, so the bridge, the pod IPs (10.244.0.0/24) and every mount
+//! containerd makes die with the test. On failure a guard kills what we started, by PID
+//! ([`drover_node::host::purge`]: shims and container processes from containerd's state
+//! dir), and lazily unmounts whatever is still mounted under the temp dir.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use drover_node::cni::{self, PodCidr};
 use drover_node::containerd::{self, Containerd, ContainerdPaths, READY_TIMEOUT};
 use drover_node::cri::{self, ContainerState, CriClient, CriError, PodSandboxState, SandboxSpec};
 use drover_node::image;
+use drover_testkit::registry::TestRegistry;
 
-/// Set in the re-executed child that runs inside the fresh namespaces.
-const IN_NETNS: &str = "DROVER_TEST_IN_FRESH_NETNS";
 const POD_CIDR: &str = "10.244.0.0/24";
 /// The test's registry, on the loopback of the test's own network namespace.
 const REGISTRY: &str = "127.0.0.1:5000";
@@ -30,24 +26,7 @@ const BUSYBOX_APPLETS: &[&str] = &[
 
 #[test]
 fn cri_pod_end_to_end() {
-    if std::env::var_os(IN_NETNS).is_none() {
-        let exe = std::env::current_exe().unwrap();
-        let status = Command::new("unshare")
-            .args(["--net", "--mount", "--propagation", "private", "--"])
-            .arg(exe)
-            .args([
-                "--exact",
-                "cri_pod_end_to_end",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(IN_NETNS, "1")
-            .status()
-            .expect("running unshare (util-linux; the test needs root)");
-        assert!(
-            status.success(),
-            "the scenario in the fresh netns failed: {status}"
-        );
+    if !drover_testkit::netns::enter("cri_pod_end_to_end") {
         return;
     }
     tokio::runtime::Builder::new_current_thread()
@@ -62,78 +41,21 @@ struct Guard {
     dir: tempfile::TempDir,
     paths: ContainerdPaths,
     containerd: Option<Containerd>,
-    registry: Option<std::process::Child>,
+    registry: Option<TestRegistry>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // Task processes and their shims outlive containerd: the tasks' PIDs are in its
-        // state dir, the shims are found by their `-address <our socket>` argument.
-        let tasks = self.paths.state().join("io.containerd.runtime.v2.task");
-        for pid_file in find_files(&tasks, &["init.pid"]) {
-            if let Some(pid) = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-                .filter(|p| *p > 1)
-            {
-                eprintln!("cleanup: killing pid {pid} from {}", pid_file.display());
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let socket = self.paths.socket();
-        for shim in containerd::find_shims(&socket) {
-            eprintln!("cleanup: killing shim {shim:?}");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(shim.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = std::fs::remove_file(shim.socket_path(&socket));
-        }
+        self.registry.take();
         if let Some(containerd) = self.containerd.take() {
             containerd.kill_now();
         }
-        if let Some(mut registry) = self.registry.take() {
-            let _ = registry.kill();
-            let _ = registry.wait();
-        }
-        let root = self.dir.path().to_path_buf();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| Path::new(m).starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            eprintln!("cleanup: unmounting {m}");
-            let _ = Command::new("umount").args(["--lazy", &m]).status();
-        }
+        drover_node::host::purge(&self.paths);
     }
-}
-
-fn find_files(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(find_files(&p, names));
-        } else if names.iter().any(|n| p.file_name() == Some(n.as_ref())) {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    drover_testkit::netns::run(cmd, args)
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
@@ -153,14 +75,6 @@ where
 }
 
 async fn scenario() {
-    // No way out: lo only, and no routes before we start (CNI adds the pod CIDR only).
-    sh("ip", &["link", "set", "lo", "up"]);
-    assert_eq!(
-        sh("ip", &["-4", "route", "show"]).trim(),
-        "",
-        "fresh netns has routes"
-    );
-
     let dir = tempfile::tempdir().unwrap();
     let paths = ContainerdPaths::new(dir.path().join("data"));
     let mut guard = Guard {
@@ -219,25 +133,8 @@ async fn scenario() {
     );
 
     // A pull through CRI from a plain-HTTP registry on this netns's loopback.
-    guard.registry = Some(start_registry(&work));
-    wait_for(
-        "the registry to listen",
-        Duration::from_secs(20),
-        || async { tokio::net::TcpStream::connect(REGISTRY).await.ok() },
-    )
-    .await;
-    let pushed = format!("{REGISTRY}/busybox:pulled");
-    sh(
-        "skopeo",
-        &[
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &format!("oci-archive:{}:latest", busybox_tar.display()),
-            &format!("docker://{pushed}"),
-        ],
-    );
+    let registry = guard.registry.insert(TestRegistry::start(&work, REGISTRY));
+    let pushed = registry.push(&busybox_tar, "busybox", "pulled");
     containerd::allow_plain_http_registry(&paths, REGISTRY).unwrap();
     let image_ref = client.pull_image(&pushed, None).await.unwrap();
     assert!(image_ref.starts_with("sha256:"), "{image_ref}");
@@ -377,25 +274,4 @@ async fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
     let mut response = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
     Ok(response)
-}
-
-/// Starts Debian's docker-registry on [`REGISTRY`] with its storage under `work`.
-fn start_registry(work: &Path) -> std::process::Child {
-    let config = work.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {REGISTRY}\n",
-            work.join("registry").display()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(work.join("registry.log")).unwrap();
-    Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("docker-registry (Debian package docker-registry; run scripts/setup)")
 }

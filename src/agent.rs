@@ -1,0 +1,153 @@
+//! `drover agent`: a node agent with the containerd runtime as its own process, and the
+//! same agent inside `drover up` (see [`NodeHandle::start`]).
+//!
+//! Lifetimes: containerd is the agent's child and dies with it (SIGKILL on the agent's
+//! death via PR_SET_PDEATHSIG, SIGTERM then SIGKILL on a clean stop). Containers do not:
+//! they run under their shims, and the next agent on the same data dir restarts
+//! containerd on the same state and re-adopts them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use drover_node::host::{ContainerdHost, HostConfig};
+use drover_node::{AgentConfig, NodeAgent, Runtime};
+use drover_store::{Store, StoreConfig};
+
+/// Default NATS URL of the control plane (`drover up` listens on 4222).
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// The node-side options `drover agent` and `drover up` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The node's name (default: this machine's hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Use the containerd listening on this socket instead of starting one. Its CRI
+    /// config must read CNI configs from <data-dir>/cni/net.d.
+    #[arg(long, value_name = "PATH")]
+    pub containerd_socket: Option<PathBuf>,
+    /// A registry (host:port) containerd may pull from over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// The address the node reports (`status.hostIP`, the Node's InternalIP).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_address: String,
+}
+
+/// `drover agent`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// NATS URL(s) of the control plane, comma-separated.
+    #[arg(long, default_value = DEFAULT_NATS_URL)]
+    pub nats: String,
+    /// The agent's data directory (containerd's root and state, CNI config, pod logs).
+    /// Default: $XDG_DATA_HOME/drover/node.
+    #[arg(long, env = "DROVER_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The agent's default data dir: `node` under drover's data dir.
+pub fn default_node_data_dir() -> Result<PathBuf> {
+    Ok(crate::default_data_dir()?.join("node"))
+}
+
+/// This machine's hostname, lower-cased (Node names are DNS subdomains).
+fn hostname() -> Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the hostname; pass --node-name")?;
+    let name = name.trim().to_ascii_lowercase();
+    anyhow::ensure!(!name.is_empty(), "empty hostname; pass --node-name");
+    Ok(name)
+}
+
+/// A running node: the agent's tasks and the containerd under them.
+pub struct NodeHandle {
+    agent: NodeAgent,
+    host: ContainerdHost,
+}
+
+impl NodeHandle {
+    /// Starts the runtime (containerd, pause image) under `data_dir` and the agent on
+    /// `store`; returns once the node is registered.
+    pub async fn start(store: Store, data_dir: PathBuf, args: &NodeArgs) -> Result<NodeHandle> {
+        let node_name = match &args.node_name {
+            Some(n) => n.clone(),
+            None => hostname()?,
+        };
+        let mut host_config = HostConfig::new(&data_dir);
+        host_config.containerd_socket = args.containerd_socket.clone();
+        host_config.insecure_registries = args.insecure_registries.clone();
+        let (runtime, host) = ContainerdHost::start(host_config)
+            .await
+            .context("starting the container runtime")?;
+        let runtime: Arc<dyn Runtime> = runtime;
+        let mut config = AgentConfig::new(&node_name);
+        config.data_dir = data_dir;
+        config.identity.address = args.node_address.clone();
+        let agent = match NodeAgent::start(store, runtime, config).await {
+            Ok(a) => a,
+            Err(e) => {
+                host.stop().await;
+                return Err(e).context("registering the node");
+            }
+        };
+        eprintln!(
+            "drover: node {} ready (pod CIDR {}, containerd socket {})",
+            agent.node_name(),
+            agent.pod_cidr(),
+            host.socket().display()
+        );
+        Ok(NodeHandle { agent, host })
+    }
+
+    /// Stops the agent's tasks, then containerd; pods keep running.
+    pub async fn stop(self) {
+        self.agent.stop().await;
+        self.host.stop().await;
+    }
+}
+
+/// `drover agent`: runs until SIGINT/SIGTERM.
+pub async fn run(args: AgentArgs) -> Result<()> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_node_data_dir()?,
+    };
+    let addrs: Vec<async_nats::ServerAddr> = args
+        .nats
+        .split(',')
+        .map(|u| {
+            u.trim()
+                .parse()
+                .with_context(|| format!("invalid NATS URL {u:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let client = async_nats::ConnectOptions::new()
+        .name("drover-agent")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(addrs)
+        .await
+        .with_context(|| format!("connecting to {}", args.nats))?;
+    let store = Store::new(
+        client.clone(),
+        StoreConfig {
+            sender: "drover-agent".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let node = NodeHandle::start(store, data_dir, &args.node).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    eprintln!("drover: agent stopping (pods keep running)");
+    node.stop().await;
+    client.flush().await.ok();
+    Ok(())
+}
