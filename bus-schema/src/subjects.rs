@@ -185,6 +185,24 @@ pub fn node_rpc(node: &str, verb: &str) -> String {
     format!("{ROOT}.node.{}.{}", token(node), token(verb))
 }
 
+/// Subject a node agent serves `kubectl logs` requests on
+/// ([`crate::podstream::LogRequest`]).
+pub fn node_logs(node: &str) -> String {
+    node_rpc(node, "logs")
+}
+
+/// Subject a node agent serves `kubectl exec` requests on
+/// ([`crate::podstream::ExecRequest`]).
+pub fn node_exec(node: &str) -> String {
+    node_rpc(node, "exec")
+}
+
+/// Subject the gateway sends one stream's [`crate::podstream::Control`] messages on
+/// (acks, keepalives, stdin, resize, close); `session` is chosen by the gateway.
+pub fn podstream_control(session: &str) -> String {
+    format!("{ROOT}.podstream.{}.control", token(session))
+}
+
 /// Subject for liveness announcements of drover processes (used by tests of the
 /// envelope decoder and, later, by membership bootstrap).
 pub fn hello(component: &str) -> String {
