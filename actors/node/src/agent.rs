@@ -148,6 +148,14 @@ impl NodeAgent {
         let heartbeat = tokio::spawn(
             heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
         );
+        // Logs and exec for this node's pods (drover_node::stream).
+        let streams = crate::stream::serve(
+            store.client().clone(),
+            &config.identity.name,
+            runtime.clone(),
+        )
+        .await
+        .map_err(|e| AgentError::Config(format!("subscribing to the stream subjects: {e}")))?;
         let ctx = Arc::new(PodCtx {
             store,
             runtime,
@@ -161,7 +169,7 @@ impl NodeAgent {
         Ok(NodeAgent {
             node_name: config.identity.name.clone(),
             pod_cidr: registered.pod_cidr,
-            tasks: vec![heartbeat, pods],
+            tasks: vec![heartbeat, pods, streams],
         })
     }
 

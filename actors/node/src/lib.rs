@@ -7,7 +7,8 @@
 //!
 //! Layout: [`runtime`] is the seam; [`cidr`] and [`node`] are I/O-free cores (CIDR
 //! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
-//! the store; [`fleet`] runs many hollow agents in one process.
+//! the store; [`fleet`] runs many hollow agents in one process; [`stream`] serves
+//! `kubectl logs` and `kubectl exec` for the node's pods over NATS.
 //!
 //! The containerd side is built from small modules: [`containerd`] (config + the
 //! containerd child), [`cni`] (the conflist for the node's pod CIDR), [`image`] (OCI
@@ -27,6 +28,7 @@ pub mod image;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod stream;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
 pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};

@@ -235,6 +235,12 @@ impl Store {
         })
     }
 
+    /// The NATS connection under the store, for traffic that is not stored (the
+    /// gateway's logs and exec streams to node agents).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
     /// The largest encoded object this store accepts.
     pub fn object_limit(&self) -> usize {
         self.inner.limit

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn negotiation_prefers_v5() {
         let check = |offered: &[&str], want| assert_eq!(negotiate(offered.iter().copied()), want);
-        check(&["v5.channel.k8s.io, v4.channel.k8s.io"], Some(Protocol::V5));
+        check(
+            &["v5.channel.k8s.io, v4.channel.k8s.io"],
+            Some(Protocol::V5),
+        );
         check(
             &["v4.channel.k8s.io", "v3.channel.k8s.io,v5.channel.k8s.io"],
             Some(Protocol::V5),
