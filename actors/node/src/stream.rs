@@ -122,7 +122,7 @@ pub fn pick_instance(
     mut containers: Vec<ContainerStatus>,
     instance: Instance,
 ) -> Option<ContainerStatus> {
-    containers.sort_by(|a, b| (b.attempt, b.created_at).cmp(&(a.attempt, a.created_at)));
+    containers.sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
     match instance {
         Instance::Current => containers.into_iter().next(),
         Instance::Previous => containers
