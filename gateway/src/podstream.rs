@@ -219,7 +219,15 @@ async fn exec(
 async fn finish(mut ws: actix_ws::Session, status: Value) {
     let bytes = serde_json::to_vec(&status).unwrap_or_default();
     let _ = ws.binary(channel::encode(channel::ERROR, &bytes)).await;
-    let _ = ws.close(None).await;
+    // A close without a code reads as an error to client-go; 1000 is a clean end.
+    let _ = ws.close(Some(normal_close())).await;
+}
+
+fn normal_close() -> actix_ws::CloseReason {
+    actix_ws::CloseReason {
+        code: actix_ws::CloseCode::Normal,
+        description: None,
+    }
 }
 
 fn failure_status(e: &ApiError) -> Value {
@@ -268,7 +276,7 @@ async fn relay(
                 let controls = match msg {
                     None | Some(Err(_)) | Some(Ok(actix_ws::AggregatedMessage::Close(_))) => {
                         stream.control(Control::Close).await;
-                        let _ = ws.close(None).await;
+                        let _ = ws.close(Some(normal_close())).await;
                         return;
                     }
                     Some(Ok(actix_ws::AggregatedMessage::Ping(p))) => {
