@@ -135,6 +135,8 @@ impl Runtime for TestRuntime {
 
 /// A stand-in for containerd's streaming server: runs each exec as a local process and
 /// speaks `v5.channel.k8s.io` (or v4, whichever the agent offers first that it knows).
+// tungstenite's handshake callback type fixes its (large) error type.
+#[allow(clippy::result_large_err)]
 async fn streaming_server(execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
