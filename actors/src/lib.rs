@@ -5,7 +5,8 @@
 //! - [`natsd`]: the pinned nats-server as a supervised child process (config rendering,
 //!   version check, readiness, restart, graceful stop);
 //! - [`bus`]: typed subscriptions that decode drover's envelope and log-and-drop
-//!   anything else.
+//!   anything else;
+//! - [`supervise`]: supervised actors (restart on panic under the restart policy).
 //!
 //! Node, pod, GPU, scheduler and controller actors (actix) arrive with their issues and
 //! use the same restart policy.
@@ -13,3 +14,4 @@
 pub mod bus;
 pub mod natsd;
 pub mod restart;
+pub mod supervise;

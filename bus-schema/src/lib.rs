@@ -19,6 +19,7 @@ pub mod drover;
 pub mod envelope;
 pub mod json_schema;
 pub mod kinds;
+pub mod pod_index;
 pub mod podstream;
 pub mod selector;
 pub mod subjects;

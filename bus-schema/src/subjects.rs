@@ -203,6 +203,33 @@ pub fn podstream_control(session: &str) -> String {
     format!("{ROOT}.podstream.{}.control", token(session))
 }
 
+/// Subject on which the pod index publishes changes of the pods bound to one node
+/// (core NATS, sequenced; see [`crate::pod_index`]).
+pub fn pod_index_events(node: &str) -> String {
+    format!("{ROOT}.podindex.{}.events", token(node))
+}
+
+/// Subject on which the pod index answers list requests for one node's pods.
+pub fn pod_index_list(node: &str) -> String {
+    format!("{ROOT}.podindex.{}.list", token(node))
+}
+
+/// Wildcard the pod index serves list requests on (one subscription for every node).
+pub const POD_INDEX_LIST_ALL: &str = "drover.podindex.*.list";
+
+/// Broadcast by a (re)started pod index: every node agent re-lists its pods.
+pub const POD_INDEX_RESYNC: &str = "drover.podindex.resync";
+
+/// The node token of a [`pod_index_list`] subject.
+pub fn parse_pod_index_list(subject: &str) -> Option<String> {
+    let rest = subject.strip_prefix("drover.podindex.")?;
+    let tok = rest.strip_suffix(".list")?;
+    if tok.contains('.') {
+        return None;
+    }
+    untoken(tok)
+}
+
 /// Subject for liveness announcements of drover processes (used by tests of the
 /// envelope decoder and, later, by membership bootstrap).
 pub fn hello(component: &str) -> String {
@@ -212,6 +239,19 @@ pub fn hello(component: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_index_subjects_round_trip() {
+        for node in ["n1", "node.example.com", "a_b"] {
+            assert_eq!(
+                parse_pod_index_list(&pod_index_list(node)).as_deref(),
+                Some(node)
+            );
+            assert!(pod_index_events(node).starts_with("drover.podindex."));
+        }
+        assert_eq!(parse_pod_index_list("drover.podindex.a.b.list"), None);
+        assert_eq!(parse_pod_index_list("drover.other.a.list"), None);
+    }
 
     #[test]
     fn token_round_trips() {

@@ -127,7 +127,7 @@ async fn logs(
         timestamps: params.timestamps,
         limit_bytes: params.limit_bytes,
     };
-    let client = state.store.client().clone();
+    let client = state.store.nats_client().clone();
     let (mut stream, first) = NodeStream::open(
         client,
         &node,
@@ -208,7 +208,7 @@ async fn exec(
     let (response, ws, messages) =
         actix_ws::handle_with_protocols(req, payload, &[protocol.name()])
             .map_err(|e| ApiError::bad_request(format!("websocket handshake: {e}")))?;
-    let client = state.store.client().clone();
+    let client = state.store.nats_client().clone();
     actix_web::rt::spawn(relay(
         client, node, session, request, protocol, ws, messages,
     ));

@@ -44,13 +44,16 @@ impl Drop for Controllers {
 }
 
 impl Controllers {
-    /// Starts the informers (one per kind) and the collector loop.
+    /// Starts the informers (one per kind), the collector loop and the pod index that
+    /// node agents list and follow their pods through
+    /// ([`drover_store::node_index::PodIndex`]).
     pub fn start(store: Store) -> Controllers {
         let (tx, rx) = mpsc::channel(informer::CHANNEL_CAPACITY);
         let mut tasks: Vec<JoinHandle<()>> = bus_schema::kinds::KINDS
             .iter()
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
+        tasks.push(tokio::spawn(pod_index(store.clone())));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
@@ -60,6 +63,20 @@ impl Controllers {
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
+        }
+    }
+}
+
+/// Runs the pod index for as long as the task lives (aborting the task drops the index,
+/// which stops it), retrying its start while the store is unreachable.
+async fn pod_index(store: Store) {
+    loop {
+        match drover_store::node_index::PodIndex::start(store.clone()).await {
+            Ok(_index) => std::future::pending::<()>().await,
+            Err(error) => {
+                tracing::warn!(message = "pod index did not start; retrying", %error);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -3,18 +3,20 @@
 //! to it ([`crate::pod`]). Decisions live in [`crate::node`] and [`crate::cidr`]; this
 //! module only reads and writes the store.
 //!
-//! Actors are tokio tasks for now (one per pod, fed the pod's latest state through a
-//! `tokio::sync::watch` channel, so they are level-driven and never see a backlog);
-//! moving them onto actix supervision comes with the containerd runtime.
+//! PodActors are supervised tasks (`drover_actors::supervise`: restarted on a panic
+//! under a restart budget), one per pod, fed the pod's latest state through a
+//! `tokio::sync::watch` channel, so they are level-driven and never see a backlog. The
+//! pods come from the control plane's pod index, so the agent only ever receives its own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus_schema::selector::FieldSelector;
-use drover_store::{ListOptions, Store, StoreError, WatchEvent, WatchOptions, object};
-use futures::StreamExt;
+use drover_actors::restart::RestartPolicy;
+use drover_actors::supervise::{self, Outcome};
+use drover_store::node_index::{NodePods, NodePodsEvent};
+use drover_store::{ListOptions, Store, StoreError, object};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
@@ -150,7 +152,7 @@ impl NodeAgent {
         );
         // Logs and exec for this node's pods (drover_node::stream).
         let streams = crate::stream::serve(
-            store.client().clone(),
+            store.nats_client().clone(),
             &config.identity.name,
             runtime.clone(),
         )
@@ -463,25 +465,18 @@ async fn heartbeat(store: Store, config: Arc<AgentConfig>, registered: Registere
     }
 }
 
-/// Follows the pods bound to this node and keeps one PodActor per pod uid.
+/// Follows the pods bound to this node and keeps one supervised PodActor per pod uid.
 ///
-/// The store has no per-node index yet, so this watches every pod and filters with the
-/// `spec.nodeName` field selector here; DESIGN asks for a bindings index so a node only
-/// receives its own pods (a known gap at fleet scale).
+/// The pods come from the control plane's pod index
+/// ([`drover_store::node_index::NodePods`]): a list, then only this node's changes, so the
+/// agent never sees other nodes' pods. Without an index (control plane down) it retries.
 async fn pod_loop(ctx: Arc<PodCtx>) {
-    let selector = match FieldSelector::parse(&format!("spec.nodeName={}", ctx.node_name)) {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::error!(message = "node name does not make a field selector", %error);
-            return;
-        }
-    };
     let mut actors: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
     // Dropping the set (when this task is aborted) aborts every PodActor.
     let mut tasks = JoinSet::new();
     loop {
-        if let Err(error) = follow_pods(&ctx, &selector, &mut actors, &mut tasks).await {
-            tracing::warn!(message = "pod watch failed; re-listing", %error);
+        if let Err(error) = follow_pods(&ctx, &mut actors, &mut tasks).await {
+            tracing::warn!(message = "following this node's pods failed; re-listing", %error);
         }
         tokio::time::sleep(RELIST_AFTER).await;
     }
@@ -489,55 +484,36 @@ async fn pod_loop(ctx: Arc<PodCtx>) {
 
 async fn follow_pods(
     ctx: &Arc<PodCtx>,
-    selector: &FieldSelector,
     actors: &mut HashMap<String, watch::Sender<Option<Value>>>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut JoinSet<Outcome>,
 ) -> Result<(), StoreError> {
-    let kind = pod::pod_kind();
-    let listed = ctx
-        .store
-        .list(
-            kind,
-            None,
-            &ListOptions {
-                field_selector: Some(selector.clone()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let present: BTreeSet<String> = listed.items.iter().filter_map(uid_of).collect();
-    // Pods that vanished while we were not watching.
-    for (uid, tx) in actors.iter() {
-        if !present.contains(uid) {
-            let _ = tx.send(None);
-        }
-    }
-    for pod in listed.items {
-        deliver(ctx, actors, tasks, pod);
-    }
-    let mut watch = ctx
-        .store
-        .watch(kind, None, listed.resource_version, WatchOptions::default())
-        .await?;
-    while let Some(event) = watch.next().await {
+    let mut pods = NodePods::start(&ctx.store, &ctx.node_name).await?;
+    loop {
+        let event = pods.next().await?;
         // Reap finished actors so the map tracks live pods only.
         while tasks.try_join_next().is_some() {}
         actors.retain(|_, tx| !tx.is_closed());
-        match event? {
-            WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
-                if selector.matches(&pod) {
+        match event {
+            NodePodsEvent::Synced(items) => {
+                let present: BTreeSet<String> = items.iter().filter_map(uid_of).collect();
+                // Pods that vanished while we were not following.
+                for (uid, tx) in actors.iter() {
+                    if !present.contains(uid) {
+                        let _ = tx.send(None);
+                    }
+                }
+                for pod in items {
                     deliver(ctx, actors, tasks, pod);
                 }
             }
-            WatchEvent::Deleted(pod) => {
+            NodePodsEvent::Upsert(pod) => deliver(ctx, actors, tasks, pod),
+            NodePodsEvent::Removed(pod) => {
                 if let Some(tx) = uid_of(&pod).and_then(|uid| actors.get(&uid)) {
                     let _ = tx.send(None);
                 }
             }
-            WatchEvent::Bookmark(_) => {}
         }
     }
-    Err(StoreError::Nats("the pod watch ended".into()))
 }
 
 fn uid_of(pod: &Value) -> Option<String> {
@@ -548,7 +524,7 @@ fn uid_of(pod: &Value) -> Option<String> {
 fn deliver(
     ctx: &Arc<PodCtx>,
     actors: &mut HashMap<String, watch::Sender<Option<Value>>>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut JoinSet<Outcome>,
     pod: Value,
 ) {
     let Some(uid) = uid_of(&pod) else {
@@ -571,6 +547,12 @@ fn deliver(
         pod.uid = %uid,
     );
     let (tx, rx) = watch::channel(Some(pod));
-    tasks.spawn(pod::run(ctx.clone(), rx).instrument(span));
+    // A crashed actor restarts from scratch and re-adopts its sandbox and containers
+    // from the runtime (see `pod::run`); the budget stops a pod that panics forever.
+    let ctx = ctx.clone();
+    let name = format!("pod/{uid}");
+    tasks.spawn(supervise::run(name, RestartPolicy::default(), move || {
+        pod::run(ctx.clone(), rx.clone()).instrument(span.clone())
+    }));
     actors.insert(uid, tx);
 }

@@ -19,10 +19,18 @@ use serde_json::{Value, json};
 /// Failure guard for every wait.
 const GUARD: Duration = Duration::from_secs(60);
 
+/// A store on the test's nats-server, with the control plane's pod index running (agents
+/// follow their pods through it) for the rest of the test: the index's task ends with the
+/// test's runtime.
 async fn store(nats: &TestNats) -> Store {
-    Store::new(nats.client().await, StoreConfig::default())
+    let store = Store::new(nats.client().await, StoreConfig::default())
         .await
-        .unwrap()
+        .unwrap();
+    let index = drover_store::node_index::PodIndex::start(store.clone())
+        .await
+        .unwrap();
+    std::mem::forget(index);
+    store
 }
 
 fn fleet_config() -> FleetConfig {

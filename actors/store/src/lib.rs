@@ -23,6 +23,7 @@
 //!   order, or fails with [`StoreError::Gone`] when that revision was compacted away.
 
 mod error;
+pub mod node_index;
 pub mod object;
 mod watch;
 
@@ -235,9 +236,9 @@ impl Store {
         })
     }
 
-    /// The NATS connection under the store, for traffic that is not stored (the
-    /// gateway's logs and exec streams to node agents).
-    pub fn client(&self) -> &async_nats::Client {
+    /// The NATS client the store talks through (for services that share its connection,
+    /// such as the pod index).
+    pub fn nats_client(&self) -> &async_nats::Client {
         &self.inner.client
     }
 
