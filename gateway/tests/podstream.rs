@@ -137,12 +137,15 @@ impl Runtime for TestRuntime {
 /// speaks `v5.channel.k8s.io` (or v4, whichever the agent offers first that it knows).
 // tungstenite's handshake callback type fixes its (large) error type.
 #[allow(clippy::result_large_err)]
-async fn streaming_server(execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>>>) -> String {
+async fn streaming_server(
+    execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>>>,
+    resizes: Arc<Mutex<Vec<String>>>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let execs = execs.clone();
+            let (execs, resizes) = (execs.clone(), resizes.clone());
             tokio::spawn(async move {
                 let path = Arc::new(Mutex::new(String::new()));
                 let seen = path.clone();
@@ -175,7 +178,7 @@ async fn streaming_server(execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>
                 let Some(req) = execs.lock().unwrap().remove(&token) else {
                     return;
                 };
-                serve_exec(ws, req).await;
+                serve_exec(ws, req, resizes).await;
             });
         }
     });
@@ -185,6 +188,7 @@ async fn streaming_server(execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>
 async fn serve_exec(
     ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
     req: runtime::ExecRequest,
+    resizes: Arc<Mutex<Vec<String>>>,
 ) {
     let (mut sink, mut source) = ws.split();
     let mut child = tokio::process::Command::new(&req.command[0])
@@ -235,6 +239,7 @@ async fn serve_exec(
             Some(Ok(Message::Binary(data))) = source.next() => match data.first() {
                 Some(0) => if let Some(s) = stdin.as_mut() { let _ = s.write_all(&data[1..]).await; },
                 Some(255) => { stdin = None; }
+                Some(4) => resizes.lock().unwrap().push(String::from_utf8_lossy(&data[1..]).into_owned()),
                 _ => {}
             },
         }
@@ -249,6 +254,8 @@ async fn serve_exec(
 
 struct Env {
     cluster: Cluster,
+    /// Terminal sizes the stand-in streaming server received (channel 4).
+    resizes: Arc<Mutex<Vec<String>>>,
     _agent: NodeAgent,
     node: String,
     logs: PathBuf,
@@ -260,7 +267,8 @@ impl Env {
         let logs = cluster.dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();
         let execs = Arc::new(Mutex::new(HashMap::new()));
-        let streaming = streaming_server(execs.clone()).await;
+        let resizes = Arc::new(Mutex::new(Vec::new()));
+        let streaming = streaming_server(execs.clone(), resizes.clone()).await;
         let runtime = Arc::new(TestRuntime {
             inner: HollowRuntime::seeded(
                 HollowConfig {
@@ -282,6 +290,7 @@ impl Env {
         let node = agent.node_name().to_string();
         Env {
             cluster,
+            resizes,
             _agent: agent,
             node,
             logs,
@@ -433,6 +442,18 @@ async fn kubectl_logs_through_the_node_agent() {
     let (code, _, err) = kubectl(&env, &["logs", "unbound"], None).await;
     assert_ne!(code, 0);
     assert!(err.contains("does not have a host assigned"), "{err}");
+    // A node nobody serves: NATS says so at once (no responders), a 503 naming it.
+    env.cluster.ok(&[
+        "create",
+        "-f",
+        &env.cluster.write(
+            "ghost.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: haunted}\nspec:\n  nodeName: ghost\n  containers: [{name: a, image: busybox}]\n",
+        ),
+    ]);
+    let (code, _, err) = kubectl(&env, &["logs", "haunted"], None).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("node ghost is not reachable"), "{err}");
 
     // Follow: lines appended later arrive; the stream ends when the container stops.
     let mut follow = env
@@ -524,6 +545,38 @@ async fn kubectl_exec_through_the_node_agent() {
     );
     let (code, _, _) = kubectl(&env, &["exec", "box", "-c", "b", "--", "false"], None).await;
     assert_eq!(code, 1);
+
+    // A terminal (kubectl -it under script(1), which gives it a pty of a known size):
+    // the initial size reaches the runtime on channel 4.
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let mut cmd = Command::new("script");
+        cmd.args([
+            "-qec",
+            "stty cols 100 rows 30; kubectl exec -it box -c a -- sh -c 'sleep 1; echo tty-ok'",
+            "/dev/null",
+        ])
+        .env("KUBECONFIG", &env.cluster.kubeconfig)
+        .stdin(Stdio::null());
+        move || {
+            let out = cmd.output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("tty-ok"), "{out}");
+    let resizes = env.resizes.lock().unwrap().clone();
+    assert!(
+        resizes
+            .iter()
+            .any(|r| r.contains(r#""Width":100"#) && r.contains(r#""Height":30"#)),
+        "{resizes:?}"
+    );
 
     // Errors.
     let (code, _, err) = kubectl(&env, &["exec", "box", "-c", "zz", "--", "true"], None).await;

@@ -31,6 +31,9 @@ pub enum NodeStreamError {
     /// The node said nothing for [`IDLE_TIMEOUT`].
     #[error("node {0} stopped answering")]
     Idle(String),
+    /// No agent subscribes to the node's subjects (the node is down or gone).
+    #[error("node {0} is not reachable: no agent serves it")]
+    NoAgent(String),
     /// The inbox subscription ended (NATS connection closed).
     #[error("the connection to the node ended")]
     Closed,
@@ -124,7 +127,10 @@ impl NodeStream {
                     FIRST_FRAME_TIMEOUT.as_secs()
                 )))
             }
-            Ok(Err(e)) => Err(unavailable(e.to_string())),
+            Ok(Err(e)) => {
+                stream.done = true;
+                Err(unavailable(e.to_string()))
+            }
             Ok(Ok(FrameBody::Error(e))) => {
                 stream.done = true;
                 Err(api_error(e))
@@ -153,6 +159,11 @@ impl NodeStream {
                 Ok(None) => return Err(NodeStreamError::Closed),
                 Ok(Some(msg)) => msg,
             };
+            // nats-server answers a request nobody subscribes to with a 503 status on the
+            // reply subject: no agent serves this node.
+            if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return Err(NodeStreamError::NoAgent(self.node.clone()));
+            }
             let frame = match envelope::decode::<Frame>(msg.headers.as_ref(), &msg.payload) {
                 Ok((_, f)) => f,
                 Err(error) => {
