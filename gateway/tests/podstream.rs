@@ -140,12 +140,13 @@ impl Runtime for TestRuntime {
 async fn streaming_server(
     execs: Arc<Mutex<HashMap<String, runtime::ExecRequest>>>,
     resizes: Arc<Mutex<Vec<String>>>,
+    hangups: Arc<std::sync::atomic::AtomicUsize>,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (execs, resizes) = (execs.clone(), resizes.clone());
+            let (execs, resizes, hangups) = (execs.clone(), resizes.clone(), hangups.clone());
             tokio::spawn(async move {
                 let path = Arc::new(Mutex::new(String::new()));
                 let seen = path.clone();
@@ -178,7 +179,7 @@ async fn streaming_server(
                 let Some(req) = execs.lock().unwrap().remove(&token) else {
                     return;
                 };
-                serve_exec(ws, req, resizes).await;
+                serve_exec(ws, req, resizes, hangups).await;
             });
         }
     });
@@ -189,6 +190,7 @@ async fn serve_exec(
     ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
     req: runtime::ExecRequest,
     resizes: Arc<Mutex<Vec<String>>>,
+    hangups: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (mut sink, mut source) = ws.split();
     let mut child = tokio::process::Command::new(&req.command[0])
@@ -236,11 +238,20 @@ async fn serve_exec(
                 Some(msg) => { let _ = sink.send(Message::Binary(msg.into())).await; }
                 None => break,
             },
-            Some(Ok(Message::Binary(data))) = source.next() => match data.first() {
-                Some(0) => if let Some(s) = stdin.as_mut() { let _ = s.write_all(&data[1..]).await; },
-                Some(255) => { stdin = None; }
-                Some(4) => resizes.lock().unwrap().push(String::from_utf8_lossy(&data[1..]).into_owned()),
-                _ => {}
+            msg = source.next() => match msg {
+                Some(Ok(Message::Binary(data))) => match data.first() {
+                    Some(0) => if let Some(s) = stdin.as_mut() { let _ = s.write_all(&data[1..]).await; },
+                    Some(255) => { stdin = None; }
+                    Some(4) => resizes.lock().unwrap().push(String::from_utf8_lossy(&data[1..]).into_owned()),
+                    _ => {}
+                },
+                Some(Ok(_)) => {}
+                // The agent hung up: the command is killed (kill_on_drop), as a runtime
+                // ends an exec whose stream closed.
+                None | Some(Err(_)) => {
+                    hangups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
             },
         }
     }
@@ -256,6 +267,8 @@ struct Env {
     cluster: Cluster,
     /// Terminal sizes the stand-in streaming server received (channel 4).
     resizes: Arc<Mutex<Vec<String>>>,
+    /// Exec streams the agent closed before the command ended.
+    hangups: Arc<std::sync::atomic::AtomicUsize>,
     _agent: NodeAgent,
     node: String,
     logs: PathBuf,
@@ -268,7 +281,8 @@ impl Env {
         std::fs::create_dir_all(&logs).unwrap();
         let execs = Arc::new(Mutex::new(HashMap::new()));
         let resizes = Arc::new(Mutex::new(Vec::new()));
-        let streaming = streaming_server(execs.clone(), resizes.clone()).await;
+        let hangups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let streaming = streaming_server(execs.clone(), resizes.clone(), hangups.clone()).await;
         let runtime = Arc::new(TestRuntime {
             inner: HollowRuntime::seeded(
                 HollowConfig {
@@ -291,6 +305,7 @@ impl Env {
         Env {
             cluster,
             resizes,
+            hangups,
             _agent: agent,
             node,
             logs,
@@ -577,6 +592,42 @@ async fn kubectl_exec_through_the_node_agent() {
             .any(|r| r.contains(r#""Width":100"#) && r.contains(r#""Height":30"#)),
         "{resizes:?}"
     );
+
+    // A client that goes away ends the command: gateway -> Close -> agent -> runtime.
+    let mut long = env
+        .kubectl_cmd(&[
+            "exec",
+            "box",
+            "-c",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(long.stdout.take().unwrap());
+    let first = tokio::task::spawn_blocking(move || {
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+        first
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "started\n");
+    long.kill().unwrap();
+    long.wait().unwrap();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while env.hangups.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runtime's exec stream stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Errors.
     let (code, _, err) = kubectl(&env, &["exec", "box", "-c", "zz", "--", "true"], None).await;

@@ -287,6 +287,19 @@ async fn logs_service_over_nats() {
     let frame = s.content().await;
     assert_eq!(data(&frame), "late line\n");
     s.send(ack(&frame)).await;
+    // Rotation: the file is renamed and a new one takes its path.
+    let log = dir.path().join("c1.log");
+    std::fs::rename(&log, dir.path().join("c1.log.1")).unwrap();
+    std::fs::write(&log, "2026-11-23T08:00:03Z stdout F rotated\n").unwrap();
+    let frame = s.content().await;
+    assert_eq!(data(&frame), "rotated\n");
+    s.send(ack(&frame)).await;
+    // Truncation in place (seen when the file is shorter than what was read; CRI
+    // runtimes rotate by rename, so this is a fallback): read again from the start.
+    std::fs::write(&log, "2026-11-23T08:00:04Z stdout F t\n").unwrap();
+    let frame = s.content().await;
+    assert_eq!(data(&frame), "t\n");
+    s.send(ack(&frame)).await;
     runtime.containers.lock().unwrap()[1].state = ContainerState::Exited;
     assert_eq!(s.content().await.body, FrameBody::End);
 

@@ -1,7 +1,9 @@
 //! Runs `kubectl exec` commands through the [`Runtime`]. The interactive path asks the
 //! runtime for a streaming URL (CRI `Exec`) and speaks the `channel.k8s.io` WebSocket
 //! protocol to it as a client (containerd's streaming server is the kubelet's and takes
-//! `v4.channel.k8s.io`; `v5` is offered first for servers that know it), relaying
+//! `v4.channel.k8s.io`, checked against containerd 1.6 here: it answers v4, sends an
+//! empty stdout message first, then output and the channel-3 `Status`, and closes with
+//! 1000; `v5` is offered first for servers that know it), relaying
 //! stdin/resize from the gateway and stdout/stderr/exit status back. A runtime without
 //! streaming still serves commands without stdin or a terminal through `exec_sync`.
 //!

@@ -2,8 +2,9 @@
 //! what the runtime appends (polling: a few syscalls per interval per follower, and it
 //! works the same on every filesystem) until the container has exited and the file is
 //! drained. A file replaced under the same path (rotation: a new inode) is read to its
-//! end and then the new one from its start; a file truncated in place is read again
-//! from its start.
+//! end and then the new one from its start (how the kubelet and containerd rotate); a
+//! file truncated in place is read again from its start once it is shorter than what was
+//! read (best effort: a truncated file that has already grown past that point is missed).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
