@@ -185,6 +185,24 @@ pub fn node_rpc(node: &str, verb: &str) -> String {
     format!("{ROOT}.node.{}.{}", token(node), token(verb))
 }
 
+/// Subject a node agent serves `kubectl logs` requests on
+/// ([`crate::podstream::LogRequest`]).
+pub fn node_logs(node: &str) -> String {
+    node_rpc(node, "logs")
+}
+
+/// Subject a node agent serves `kubectl exec` requests on
+/// ([`crate::podstream::ExecRequest`]).
+pub fn node_exec(node: &str) -> String {
+    node_rpc(node, "exec")
+}
+
+/// Subject the gateway sends one stream's [`crate::podstream::Control`] messages on
+/// (acks, keepalives, stdin, resize, close); `session` is chosen by the gateway.
+pub fn podstream_control(session: &str) -> String {
+    format!("{ROOT}.podstream.{}.control", token(session))
+}
+
 /// Subject on which the pod index publishes changes of the pods bound to one node
 /// (core NATS, sequenced; see [`crate::pod_index`]).
 pub fn pod_index_events(node: &str) -> String {

@@ -8,8 +8,8 @@
 //! bearer-token authentication behind an authorizer seam, over TLS with a CA it
 //! generates ([`pki`]). LIST and WATCH are served by per-kind watch caches ([`cache`])
 //! that share one store watch per kind among all client watches. It talks to the store
-//! (`drover-store`) and, later, to node agents over NATS; it never talks to containerd
-//! (Architecture Invariant).
+//! (`drover-store`) and, for `kubectl logs` and `kubectl exec` ([`podstream`]), to node
+//! agents over NATS; it never talks to containerd (Architecture Invariant).
 
 pub mod apply;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod podstream;
 pub mod protobuf;
 pub mod rest;
 pub mod status;

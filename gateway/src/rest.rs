@@ -137,6 +137,10 @@ pub async fn dispatch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    // Streams (logs, exec's WebSocket) own the connection: routed before any body read.
+    if let Some((target, sub)) = crate::podstream::matches(req.path()) {
+        return crate::podstream::serve(req, payload, state, target, sub).await;
+    }
     let yaml_out = wants_yaml(&req);
     let result = match read_body(&req, payload).await {
         Ok(body) => handle(&req, body, &state).await,

@@ -165,6 +165,14 @@ impl NodeAgent {
         let heartbeat = tokio::spawn(
             heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
         );
+        // Logs and exec for this node's pods (drover_node::stream).
+        let streams = crate::stream::serve(
+            store.nats_client().clone(),
+            &config.identity.name,
+            runtime.clone(),
+        )
+        .await
+        .map_err(|e| AgentError::Config(format!("subscribing to the stream subjects: {e}")))?;
         let ctx = Arc::new(PodCtx {
             store,
             runtime,
@@ -183,7 +191,7 @@ impl NodeAgent {
         Ok(NodeAgent {
             node_name: config.identity.name.clone(),
             pod_cidr: registered.pod_cidr,
-            tasks: vec![heartbeat, pods],
+            tasks: vec![heartbeat, pods, streams],
         })
     }
 

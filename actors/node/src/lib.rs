@@ -7,7 +7,8 @@
 //!
 //! Layout: [`runtime`] is the seam; [`cidr`] and [`node`] are I/O-free cores (CIDR
 //! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
-//! the store; [`fleet`] runs many hollow agents in one process.
+//! the store; [`fleet`] runs many hollow agents in one process; [`stream`] serves
+//! `kubectl logs` and `kubectl exec` for the node's pods over NATS.
 //!
 //! The PodActor ([`pod`]) does what the kubelet does for a pod spec, from small parts:
 //! [`podspec`] (pure: env, QoS, resources, ports, DNS, pull policy), [`volumes`]
@@ -38,6 +39,7 @@ pub mod pod;
 pub mod podspec;
 pub mod probe;
 pub mod runtime;
+pub mod stream;
 pub mod volumes;
 
 pub use agent::{AgentConfig, AgentError, NodeAgent};
