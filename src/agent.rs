@@ -85,6 +85,8 @@ impl NodeHandle {
             .context("starting the container runtime")?;
         let runtime: Arc<dyn Runtime> = runtime;
         let mut config = AgentConfig::new(&node_name);
+        // Volumes live beside the CRI log directories (`<data dir>/pods/...`).
+        config.pods_dir = Some(data_dir.join("pods"));
         config.data_dir = data_dir;
         config.identity.address = args.node_address.clone();
         let agent = match NodeAgent::start(store, runtime, config).await {

@@ -67,8 +67,12 @@ async fn scenario() {
     let store = Store::new(nats.client().await, StoreConfig::default())
         .await
         .unwrap();
+    let _index = drover_store::node_index::PodIndex::start(store.clone())
+        .await
+        .unwrap();
     let mut config = AgentConfig::new("node-a");
     config.data_dir = node.paths.data_dir.clone();
+    config.pods_dir = Some(node.paths.data_dir.join("pods"));
     config.lease_renew_interval = Duration::from_millis(500);
     let agent = NodeAgent::start(store.clone(), node.dyn_runtime(), config)
         .await

@@ -176,6 +176,8 @@ async fn bench(args: &Args, drover: &Path) -> Result<()> {
     let (nats, client) = servers::start_nats().await?;
     let store = Store::new(client, StoreConfig::default()).await?;
     store.ensure_buckets(bus_schema::KINDS).await?;
+    // The control plane's pod index: the agent follows its pods through it.
+    let _index = drover_store::node_index::PodIndex::start(store.clone()).await?;
     let nats_url = format!(
         "nats://{}",
         store_url(&nats).context("reading the nats-server port")?
