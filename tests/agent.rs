@@ -172,6 +172,10 @@ async fn scenario() {
     let store = Store::new(nats.client().await, StoreConfig::default())
         .await
         .unwrap();
+    // The control plane's pod index, through which the agent follows its pods.
+    let _index = drover_store::node_index::PodIndex::start(store.clone())
+        .await
+        .unwrap();
     let dir = tempfile::Builder::new()
         .prefix("drover-agent-")
         .tempdir()

@@ -19,11 +19,19 @@ pub struct Up {
 }
 
 impl Up {
+    /// `drover up` without a node agent: a node agent would create a bridge in the host's
+    /// network namespace, so only tests inside fresh namespaces run one.
     pub fn spawn(args: &[&str]) -> Up {
+        let mut all = vec!["--no-agent"];
+        all.extend_from_slice(args);
+        Up::spawn_with_agent(&all)
+    }
+
+    /// `drover up` with its node agent (containerd, CNI): only inside fresh namespaces
+    /// (`drover_testkit::netns::enter`).
+    pub fn spawn_with_agent(args: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .arg("up")
-            // No node agent: it would create a bridge in the host's network namespace.
-            .arg("--no-agent")
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

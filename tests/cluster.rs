@@ -1,0 +1,215 @@
+//! One machine is a whole cluster: `drover up` runs the control plane and a node agent
+//! (its own containerd, runc, CNI) side by side. Inside fresh network and mount
+//! namespaces, kubectl runs a pod on it, reads its logs (also following them) and execs
+//! into it (plain, with an exit code, and with a terminal), all through the gateway,
+//! which relays over NATS to the agent: nothing here talks to containerd but the agent.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Up;
+use drover_node::containerd::ContainerdPaths;
+use drover_testkit::free_port;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const IMAGE: &str = "localhost/busybox:latest";
+const GUARD: Duration = Duration::from_secs(90);
+
+#[test]
+fn drover_up_runs_pods_with_logs_and_exec() {
+    if !drover_testkit::netns::enter("drover_up_runs_pods_with_logs_and_exec") {
+        return;
+    }
+    drover_testkit::init_tracing();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario());
+}
+
+/// Whatever happens, kills what the node's containerd started (by PID) and unmounts it.
+struct Purge(ContainerdPaths);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        drover_node::host::purge(&self.0);
+    }
+}
+
+fn kubectl(kubeconfig: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl on PATH (scripts/setup)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(kubeconfig: &str, args: &[&str]) -> String {
+    let (code, out, err) = kubectl(kubeconfig, args);
+    assert_eq!(code, 0, "kubectl {args:?}: {out}\n{err}");
+    out
+}
+
+async fn scenario() {
+    let dir = tempfile::Builder::new()
+        .prefix("drover-cluster-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let _purge = Purge(ContainerdPaths::new(data.join("node")));
+    let nats_port = free_port().to_string();
+    let api_port = free_port().to_string();
+    let mut up = Up::spawn_with_agent(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--nats-port",
+        &nats_port,
+        "--api-port",
+        &api_port,
+        "--node-name",
+        "node-a",
+    ]);
+    let export = up.wait_for("export KUBECONFIG=").await;
+    let kubeconfig = export
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_string();
+    up.wait_for("node node-a ready").await;
+    let kc = kubeconfig.as_str();
+
+    // The node is a Ready Node.
+    let nodes = ok(kc, &["get", "nodes", "--no-headers"]);
+    assert!(nodes.contains("node-a") && nodes.contains(" Ready"), "{nodes}");
+
+    // The test image, imported into the node's containerd with `drover image import`.
+    let archive = dir.path().join("busybox.tar");
+    let spec = drover_node::image::busybox_image(
+        IMAGE,
+        Path::new("/bin/busybox"),
+        &["sh", "sleep", "echo", "cat", "true", "false", "tty"],
+    )
+    .unwrap();
+    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["image", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(data.join("node"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drover image import: {out:?}");
+
+    let manifest = dir.path().join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo line-1; echo line-2; while true; do echo tick; sleep 1; done"]
+"#
+        ),
+    )
+    .unwrap();
+    // No nodeName: nothing schedules yet (the scheduler is the next issue), so bind the
+    // pod the way a scheduler would, in the manifest it is created from.
+    let bound = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("spec:\n", "spec:\n  nodeName: node-a\n");
+    std::fs::write(&manifest, bound).unwrap();
+    ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    ok(
+        kc,
+        &["wait", "--for=condition=Ready", "pod/talker", "--timeout=90s"],
+    );
+    let wide = ok(kc, &["get", "pod", "talker", "-o", "wide", "--no-headers"]);
+    assert!(wide.contains("Running") && wide.contains("10.244."), "{wide}");
+
+    // Logs: whole, tail, timestamps.
+    let logs = ok(kc, &["logs", "talker"]);
+    assert!(logs.starts_with("line-1\nline-2\n"), "{logs}");
+    assert_eq!(ok(kc, &["logs", "talker", "--tail=1"]), "tick\n");
+    let stamped = ok(kc, &["logs", "talker", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.ends_with(" tick\n") && stamped.starts_with("20"),
+        "{stamped}"
+    );
+    // Follow: lines written after kubectl started arrive.
+    let mut follow = tokio::process::Command::new("kubectl")
+        .args(["logs", "-f", "talker", "--tail=0"])
+        .env("KUBECONFIG", kc)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(GUARD, lines.next_line())
+            .await
+            .expect("a followed line within the guard")
+            .unwrap();
+        assert_eq!(line.as_deref(), Some("tick"));
+    }
+    follow.kill().await.unwrap();
+
+    // Exec: output, exit code, a terminal.
+    assert_eq!(
+        ok(kc, &["exec", "talker", "--", "echo", "hello from exec"]),
+        "hello from exec\n"
+    );
+    let (code, _, _) = kubectl(kc, &["exec", "talker", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, 3, "the command's exit code comes back");
+    let out = tokio::task::spawn_blocking({
+        let kc = kc.to_string();
+        move || {
+            Command::new("script")
+                .args([
+                    "-qec",
+                    "kubectl exec -it talker -- sh -c 'tty >/dev/null && echo has-tty'",
+                    "/dev/null",
+                ])
+                .env("KUBECONFIG", kc)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("has-tty"), "{out:?}");
+
+    // Delete through kubectl: the agent stops the container and removes the pod.
+    ok(kc, &["delete", "pod", "talker", "--wait=true", "--timeout=60s"]);
+    let started = Instant::now();
+    loop {
+        let (code, _, err) = kubectl(kc, &["get", "pod", "talker"]);
+        if code != 0 && err.contains("NotFound") {
+            break;
+        }
+        assert!(started.elapsed() < GUARD, "the pod was never removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = up.terminate().await;
+    assert!(status.success(), "drover exit status {status}");
+}
