@@ -87,9 +87,9 @@ async fn scenario() {
         "spec": {
             "nodeName": "node-a",
             "containers": [
-                {"name": "web", "image": BUSYBOX_IMAGE, "command": ["sh", "-c",
+                {"name": "web", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c",
                   "mkdir -p /tmp/www && echo hi-from-web > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]},
-                {"name": "app", "image": BUSYBOX_IMAGE, "command": ["sh", "-c"], "args": [
+                {"name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c"], "args": [
                   "until wget -qO- http://127.0.0.1:8080/; do sleep 0.1; done; exec sleep 3600"]}
             ]
         }

@@ -35,7 +35,8 @@ pub const POD_CIDR: &str = "10.244.0.0/24";
 pub const BUSYBOX_IMAGE: &str = "localhost/busybox:latest";
 /// Applets linked in the busybox test image.
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "sleep", "echo", "cat", "wget", "nc", "ls", "mkdir", "httpd", "true", "false",
+    "sh", "sleep", "echo", "cat", "wget", "nc", "ls", "mkdir", "httpd", "true", "false", "test",
+    "touch", "rm", "dd",
 ];
 /// Failure guard for waits; never a timing assertion.
 pub const GUARD: Duration = Duration::from_secs(60);
