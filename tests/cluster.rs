@@ -91,7 +91,10 @@ async fn scenario() {
 
     // The node is a Ready Node.
     let nodes = ok(kc, &["get", "nodes", "--no-headers"]);
-    assert!(nodes.contains("node-a") && nodes.contains(" Ready"), "{nodes}");
+    assert!(
+        nodes.contains("node-a") && nodes.contains(" Ready"),
+        "{nodes}"
+    );
 
     // The test image, imported into the node's containerd with `drover image import`.
     let archive = dir.path().join("busybox.tar");
@@ -139,10 +142,18 @@ spec:
     ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
     ok(
         kc,
-        &["wait", "--for=condition=Ready", "pod/talker", "--timeout=90s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/talker",
+            "--timeout=90s",
+        ],
     );
     let wide = ok(kc, &["get", "pod", "talker", "-o", "wide", "--no-headers"]);
-    assert!(wide.contains("Running") && wide.contains("10.244."), "{wide}");
+    assert!(
+        wide.contains("Running") && wide.contains("10.244."),
+        "{wide}"
+    );
 
     // Logs: whole, tail, timestamps.
     let logs = ok(kc, &["logs", "talker"]);
@@ -200,7 +211,10 @@ spec:
     assert!(out.status.success() && text.contains("has-tty"), "{out:?}");
 
     // Delete through kubectl: the agent stops the container and removes the pod.
-    ok(kc, &["delete", "pod", "talker", "--wait=true", "--timeout=60s"]);
+    ok(
+        kc,
+        &["delete", "pod", "talker", "--wait=true", "--timeout=60s"],
+    );
     let started = Instant::now();
     loop {
         let (code, _, err) = kubectl(kc, &["get", "pod", "talker"]);
