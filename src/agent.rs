@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use drover_node::host::{ContainerdHost, HostConfig};
 use drover_node::{AgentConfig, NodeAgent, Runtime};
 use drover_store::{Store, StoreConfig};
+use k8s_openapi::api::core::v1::Taint;
 
 /// Default NATS URL of the control plane (`drover up` listens on 4222).
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -33,6 +34,35 @@ pub struct NodeArgs {
     /// The address the node reports (`status.hostIP`, the Node's InternalIP).
     #[arg(long, default_value = "127.0.0.1")]
     pub node_address: String,
+    /// Taints the Node is registered with (`key=value:Effect` or `key:Effect`,
+    /// comma-separated; as the kubelet's flag: applied when the Node is created).
+    #[arg(long, value_name = "TAINTS", value_delimiter = ',', value_parser = parse_taint)]
+    pub register_with_taints: Vec<Taint>,
+}
+
+/// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
+fn parse_taint(s: &str) -> Result<Taint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("taint {s:?}: want key=value:Effect or key:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!(
+            "taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if key.is_empty() {
+        return Err(format!("taint {s:?}: empty key"));
+    }
+    Ok(Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
 }
 
 /// `drover agent`'s arguments.
@@ -89,6 +119,7 @@ impl NodeHandle {
         config.pods_dir = Some(data_dir.join("pods"));
         config.data_dir = data_dir;
         config.identity.address = args.node_address.clone();
+        config.identity.taints = args.register_with_taints.clone();
         let agent = match NodeAgent::start(store, runtime, config).await {
             Ok(a) => a,
             Err(e) => {
@@ -152,4 +183,26 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     node.stop().await;
     client.flush().await.ok();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_taint;
+
+    #[test]
+    fn taints_parse_like_the_kubelets_flag() {
+        let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
+        let t = parse_taint("node.kubernetes.io/special:NoExecute").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value),
+            ("node.kubernetes.io/special", None)
+        );
+        for bad in ["nokey", "k=v:Sometimes", ":NoSchedule", "=v:NoSchedule"] {
+            assert!(parse_taint(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -92,6 +92,7 @@ impl AgentConfig {
                 arch: node::go_arch().to_string(),
                 labels: BTreeMap::new(),
                 address: "127.0.0.1".into(),
+                taints: Vec::new(),
             },
             capacity: None,
             data_dir: PathBuf::from("/"),

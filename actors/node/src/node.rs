@@ -115,6 +115,9 @@ pub struct NodeIdentity {
     pub labels: BTreeMap<String, String>,
     /// The node's InternalIP address (also the hostIP of its pods).
     pub address: String,
+    /// Taints the Node is registered with (kubelet's `--register-with-taints`): set
+    /// when the Node is first created only, so taints changed later by others stay.
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
 }
 
 /// Go's name for this machine's architecture (`kubernetes.io/arch`).
@@ -211,6 +214,9 @@ pub fn build_node(
     labels.extend(node_labels(id));
     node.metadata.labels = Some(labels);
     let spec = node.spec.get_or_insert_with(NodeSpec::default);
+    if previous.is_none() && !id.taints.is_empty() {
+        spec.taints = Some(id.taints.clone());
+    }
     spec.pod_cidr = Some(pod_cidr.to_string());
     spec.pod_cidrs = Some(vec![pod_cidr.to_string()]);
     let previous_conditions = node

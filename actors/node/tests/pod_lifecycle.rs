@@ -52,6 +52,7 @@ impl Node {
             arch: "amd64".into(),
             labels: BTreeMap::new(),
             address: "127.0.0.1".into(),
+            taints: Vec::new(),
         };
         config.capacity = Some(Capacity {
             cpu_millis: 4000,

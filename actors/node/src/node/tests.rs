@@ -11,6 +11,7 @@ fn identity() -> NodeIdentity {
         arch: "amd64".into(),
         labels: BTreeMap::from([("kubernetes.io/os".into(), "plan9".into())]),
         address: "127.0.0.1".into(),
+        taints: Vec::new(),
     }
 }
 
@@ -118,6 +119,35 @@ fn node_object_has_labels_cidr_conditions_and_info() {
     let ready = &again.status.unwrap().conditions.unwrap()[0];
     assert_eq!(ready.last_heartbeat_time, Some(Time(later)));
     assert_eq!(ready.last_transition_time, Some(Time(now)));
+}
+
+#[test]
+fn registration_taints_apply_once() {
+    let now = t("2026-01-01T00:00:00Z");
+    let taint = k8s_openapi::api::core::v1::Taint {
+        key: "dedicated".into(),
+        value: Some("gpu".into()),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    };
+    let id = NodeIdentity {
+        taints: vec![taint.clone()],
+        ..identity()
+    };
+    let first = build_node(&id, &capacity(), &version(), "10.244.3.0/24", None, now);
+    assert_eq!(first.spec.as_ref().unwrap().taints, Some(vec![taint]));
+    // Someone (an admin, the node lifecycle controller) changed them: a refresh keeps theirs.
+    let mut edited = first.clone();
+    edited.spec.as_mut().unwrap().taints = None;
+    let again = build_node(
+        &id,
+        &capacity(),
+        &version(),
+        "10.244.3.0/24",
+        Some(&edited),
+        now,
+    );
+    assert_eq!(again.spec.unwrap().taints, None);
 }
 
 #[test]
