@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{BUSYBOX_IMAGE, GUARD, TestNode, block_on, wait_for};
+use common::{BUSYBOX_IMAGE, GUARD, TestNode, block_on, store_with_index, wait_for};
 use drover_node::cidr::Ipv4Cidr;
-use drover_node::{AgentConfig, NodeAgent, Runtime};
-use drover_store::{DeleteOptions, Store, StoreConfig, WatchEvent, WatchOptions, object};
+use drover_node::{NodeAgent, Runtime};
+use drover_store::{DeleteOptions, Store, WatchEvent, WatchOptions, object};
 use drover_testkit::TestNats;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -64,16 +62,8 @@ async fn scenario() {
     let node = TestNode::start().await;
     node.import_busybox().await;
     let nats = TestNats::start().await;
-    let store = Store::new(nats.client().await, StoreConfig::default())
-        .await
-        .unwrap();
-    let _index = drover_store::node_index::PodIndex::start(store.clone())
-        .await
-        .unwrap();
-    let mut config = AgentConfig::new("node-a");
-    config.data_dir = node.paths.data_dir.clone();
-    config.pods_dir = Some(node.paths.data_dir.join("pods"));
-    config.lease_renew_interval = Duration::from_millis(500);
+    let (store, _index) = store_with_index(&nats).await;
+    let config = node.agent_config("node-a");
     let agent = NodeAgent::start(store.clone(), node.dyn_runtime(), config)
         .await
         .unwrap();

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use drover_node::containerd::ContainerdPaths;
 use drover_node::host::{self, ContainerdHost, HostConfig};
-use drover_node::{CriRuntime, Runtime, image};
+use drover_node::{AgentConfig, CriRuntime, Runtime, image};
+use drover_store::node_index::PodIndex;
+use drover_store::{Store, StoreConfig};
+use drover_testkit::TestNats;
 
 /// The pod CIDR tests hand to the runtime directly (agents claim theirs from the
 /// cluster CIDR 10.244.0.0/16, the first node gets this one).
@@ -136,6 +139,16 @@ impl TestNode {
         self.runtime.clone()
     }
 
+    /// An agent config for this node: its data dir, volumes under `<data>/pods` (as
+    /// `drover agent` sets them) and a fast lease.
+    pub fn agent_config(&self, node_name: &str) -> AgentConfig {
+        let mut config = AgentConfig::new(node_name);
+        config.data_dir = self.paths.data_dir.clone();
+        config.pods_dir = Some(self.paths.data_dir.join("pods"));
+        config.lease_renew_interval = Duration::from_millis(500);
+        config
+    }
+
     /// Imports the busybox test image ([`BUSYBOX_IMAGE`]) with `ctr`.
     pub async fn import_busybox(&self) {
         let archive = busybox_archive(self.dir.path());
@@ -155,4 +168,14 @@ impl TestNode {
         })
         .await;
     }
+}
+
+/// A store on `nats` with the control plane's pod index running (agents follow their
+/// pods through it); keep the index alive for the test.
+pub async fn store_with_index(nats: &TestNats) -> (Store, PodIndex) {
+    let store = Store::new(nats.client().await, StoreConfig::default())
+        .await
+        .unwrap();
+    let index = PodIndex::start(store.clone()).await.unwrap();
+    (store, index)
 }
