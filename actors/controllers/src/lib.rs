@@ -11,6 +11,7 @@
 
 pub mod graph;
 pub mod informer;
+pub mod runtime;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
