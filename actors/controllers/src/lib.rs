@@ -10,7 +10,9 @@
 //! failures after a backoff.
 
 pub mod graph;
+pub mod hpa;
 pub mod informer;
+pub mod metrics;
 pub mod runtime;
 
 use std::collections::BTreeSet;
@@ -55,6 +57,10 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
+        // Controllers on the shared runtime (one cache over the kinds they read).
+        let cache = runtime::Cache::start(store.clone(), &hpa::kinds());
+        let ctx = runtime::Context::new(store.clone(), cache, "kube-controller-manager");
+        tasks.extend(hpa::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
