@@ -368,7 +368,7 @@ impl HpaController {
         }
         let rescaled = desired != current_replicas;
         if rescaled {
-            let mut scaled = target.as_ref().clone();
+            let mut scaled: Value = Value::clone(&target);
             scaled["spec"]["replicas"] = json!(desired);
             match ctx.store.update(target_kind, scaled).await {
                 Ok(_) => {
