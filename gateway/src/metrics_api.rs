@@ -65,7 +65,10 @@ impl MetricsApi {
             .route(&format!("{v}/nodes"), web::get().to(list_nodes))
             .route(&format!("{v}/nodes/{{name}}"), web::get().to(get_node))
             .route(&format!("{v}/pods"), web::get().to(list_all_pods))
-            .route(&format!("{v}/namespaces/{{ns}}/pods"), web::get().to(list_pods))
+            .route(
+                &format!("{v}/namespaces/{{ns}}/pods"),
+                web::get().to(list_pods),
+            )
             .route(
                 &format!("{v}/namespaces/{{ns}}/pods/{{name}}"),
                 web::get().to(get_pod),
@@ -214,7 +217,11 @@ fn pods_response(
     let items: Vec<Value> = api
         .with_table(|t| t.pods(namespace))
         .iter()
-        .filter(|s| selector.as_ref().is_none_or(|sel| sel.matches(&s.pod.labels)))
+        .filter(|s| {
+            selector
+                .as_ref()
+                .is_none_or(|sel| sel.matches(&s.pod.labels))
+        })
         .map(pod_json)
         .collect();
     Ok(HttpResponse::Ok().json(list_json("PodMetricsList", items)))
@@ -299,10 +306,27 @@ mod tests {
     fn quantities_read_as_metrics_server_writes_them() {
         let check = |usage: Usage, cpu: &str, memory: &str| {
             let v = usage_json(usage);
-            assert_eq!((v["cpu"].as_str(), v["memory"].as_str()), (Some(cpu), Some(memory)));
+            assert_eq!(
+                (v["cpu"].as_str(), v["memory"].as_str()),
+                (Some(cpu), Some(memory))
+            );
         };
-        check(Usage { cpu_millis: 250, memory_bytes: 8 * 1024 * 1024 }, "250m", "8192Ki");
-        check(Usage { cpu_millis: 0, memory_bytes: 1000 }, "0m", "1000");
+        check(
+            Usage {
+                cpu_millis: 250,
+                memory_bytes: 8 * 1024 * 1024,
+            },
+            "250m",
+            "8192Ki",
+        );
+        check(
+            Usage {
+                cpu_millis: 0,
+                memory_bytes: 1000,
+            },
+            "0m",
+            "1000",
+        );
         assert_eq!(window(15_000), "15s");
         assert_eq!(window(1_500), "1.5s");
     }

@@ -62,7 +62,15 @@ async fn replicate(store: Store, rs: &'static str, nodes: Vec<String>) {
             let pod = mine.pop().unwrap();
             let name = pod["metadata"]["name"].as_str().unwrap().to_string();
             let _ = store
-                .delete(pods, Some(NS), &name, &DeleteOptions { grace_period_seconds: Some(0), ..Default::default() })
+                .delete(
+                    pods,
+                    Some(NS),
+                    &name,
+                    &DeleteOptions {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    },
+                )
                 .await;
         }
     }
@@ -70,14 +78,21 @@ async fn replicate(store: Store, rs: &'static str, nodes: Vec<String>) {
 
 /// Polls `probe` every 500 ms until it returns `Some`, failing after `timeout` with the
 /// last observation.
-async fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> (Option<T>, String)) -> T {
+async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> (Option<T>, String),
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         let (found, seen) = probe();
         if let Some(v) = found {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last seen:\n{seen}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen:\n{seen}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -100,11 +115,18 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
     )
     .await
     .unwrap();
-    let high = ContainerStats { cpu_millis: 200, memory_bytes: 64 * 1024 * 1024 };
+    let high = ContainerStats {
+        cpu_millis: 200,
+        memory_bytes: 64 * 1024 * 1024,
+    };
     for rt in &fleet.runtimes {
         rt.set_usage(Some(high));
     }
-    let nodes: Vec<String> = fleet.agents.iter().map(|a| a.node_name().to_string()).collect();
+    let nodes: Vec<String> = fleet
+        .agents
+        .iter()
+        .map(|a| a.node_name().to_string())
+        .collect();
     let rs = cluster.write(
         "rs.yaml",
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: 'hollow:1', resources: {requests: {cpu: 100m, memory: 64Mi}}}]}\n",
@@ -113,15 +135,28 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
     let replicator = tokio::spawn(replicate(cluster.store.clone(), "web", nodes.clone()));
 
     // kubectl top sees the synthetic usage of both pods.
-    let top = wait_for("kubectl top pod to show two pods at 200m", Duration::from_secs(60), || {
-        let (ok, out, err) = cluster.kubectl(&["top", "pod", "-n", NS]);
-        let rows = out.lines().filter(|l| l.starts_with("web-") && l.contains("200m") && l.contains("64Mi")).count();
-        ((ok && rows == 2).then_some(out.clone()), format!("{out}{err}"))
-    })
+    let top = wait_for(
+        "kubectl top pod to show two pods at 200m",
+        Duration::from_secs(60),
+        || {
+            let (ok, out, err) = cluster.kubectl(&["top", "pod", "-n", NS]);
+            let rows = out
+                .lines()
+                .filter(|l| l.starts_with("web-") && l.contains("200m") && l.contains("64Mi"))
+                .count();
+            (
+                (ok && rows == 2).then_some(out.clone()),
+                format!("{out}{err}"),
+            )
+        },
+    )
     .await;
     assert!(top.contains("CPU(cores)"), "{top}");
     let top_nodes = cluster.ok(&["top", "node"]);
-    assert!(nodes.iter().all(|n| top_nodes.contains(n.as_str())), "{top_nodes}");
+    assert!(
+        nodes.iter().all(|n| top_nodes.contains(n.as_str())),
+        "{top_nodes}"
+    );
 
     // The HPA: 50 % of requests; the pods use 200 %, so it scales to max (4). Scale-down
     // stabilization shortened to 5 s through behavior, as a user would.
@@ -135,40 +170,73 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
         (n.filter(|n| *n == 4), seen)
     })
     .await;
-    let events = wait_for("the SuccessfulRescale event", Duration::from_secs(30), || {
-        let out = cluster.ok(&["get", "events", "-n", NS]);
-        (out.contains("SuccessfulRescale").then_some(out.clone()), out)
-    })
+    let events = wait_for(
+        "the SuccessfulRescale event",
+        Duration::from_secs(30),
+        || {
+            let out = cluster.ok(&["get", "events", "-n", NS]);
+            (
+                out.contains("SuccessfulRescale").then_some(out.clone()),
+                out,
+            )
+        },
+    )
     .await;
     assert!(
-        events.contains("New size: 4; reason: cpu resource utilization (percentage of request) above target"),
+        events.contains(
+            "New size: 4; reason: cpu resource utilization (percentage of request) above target"
+        ),
         "{events}"
     );
-    let table = wait_for("kubectl get hpa to show the current utilization", Duration::from_secs(60), || {
-        let out = cluster.ok(&["get", "hpa", "web"]);
-        (out.contains("cpu: 200%/50%").then_some(out.clone()), out)
-    })
+    let table = wait_for(
+        "kubectl get hpa to show the current utilization",
+        Duration::from_secs(60),
+        || {
+            let out = cluster.ok(&["get", "hpa", "web"]);
+            (out.contains("cpu: 200%/50%").then_some(out.clone()), out)
+        },
+    )
     .await;
     assert!(table.contains("ReplicaSet/web"), "{table}");
-    let status: Value = serde_json::from_str(&cluster.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
-    let conditions = status["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let condition = |t: &str| conditions.iter().find(|c| c["type"] == t).cloned().unwrap_or(Value::Null);
+    let status: Value =
+        serde_json::from_str(&cluster.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
+    let conditions = status["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let condition = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     assert_eq!(condition("ScalingActive")["status"], "True", "{status:#}");
     assert_eq!(condition("AbleToScale")["status"], "True", "{status:#}");
     assert!(status["status"]["lastScaleTime"].is_string(), "{status:#}");
 
     // Load drops to 10 %: after the 5 s window the HPA goes down to minReplicas.
-    let low = ContainerStats { cpu_millis: 10, memory_bytes: 64 * 1024 * 1024 };
+    let low = ContainerStats {
+        cpu_millis: 10,
+        memory_bytes: 64 * 1024 * 1024,
+    };
     for rt in &fleet.runtimes {
         rt.set_usage(Some(low));
     }
-    wait_for("the HPA to scale web down to 1", Duration::from_secs(90), || {
-        let (n, seen) = replicas_of(&cluster, "web");
-        (n.filter(|n| *n == 1), seen)
-    })
+    wait_for(
+        "the HPA to scale web down to 1",
+        Duration::from_secs(90),
+        || {
+            let (n, seen) = replicas_of(&cluster, "web");
+            (n.filter(|n| *n == 1), seen)
+        },
+    )
     .await;
     let events = cluster.ok(&["get", "events", "-n", NS]);
-    assert!(events.contains("New size: 1; reason: All metrics below target"), "{events}");
+    assert!(
+        events.contains("New size: 1; reason: All metrics below target"),
+        "{events}"
+    );
 
     replicator.abort();
     fleet.stop().await;
@@ -180,8 +248,14 @@ async fn metrics_api_is_discoverable_and_reports_missing_pods_as_not_found() {
     let groups = cluster.ok(&["api-versions"]);
     assert!(groups.contains("metrics.k8s.io/v1beta1"), "{groups}");
     let resources = cluster.ok(&["api-resources", "--api-group=metrics.k8s.io"]);
-    assert!(resources.contains("PodMetrics") && resources.contains("NodeMetrics"), "{resources}");
+    assert!(
+        resources.contains("PodMetrics") && resources.contains("NodeMetrics"),
+        "{resources}"
+    );
     let (ok, _, err) = cluster.kubectl(&["top", "pod", "nope", "-n", NS]);
     assert!(!ok);
-    assert!(err.contains("podmetrics.metrics.k8s.io \"default/nope\" not found"), "{err}");
+    assert!(
+        err.contains("podmetrics.metrics.k8s.io \"default/nope\" not found"),
+        "{err}"
+    );
 }

@@ -180,7 +180,12 @@ impl HpaController {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn sync(&self, key: &ObjectKey, hpa: &Value, ctx: &Context) -> Result<(), ReconcileError> {
+    async fn sync(
+        &self,
+        key: &ObjectKey,
+        hpa: &Value,
+        ctx: &Context,
+    ) -> Result<(), ReconcileError> {
         let typed: autoscaling::HorizontalPodAutoscaler = runtime::decode(hpa_kind(), hpa)?;
         let spec = typed.spec.clone();
         let namespace = key.namespace.clone().unwrap_or_default();
@@ -208,8 +213,13 @@ impl HpaController {
                 ),
                 Some(k) => format!("{} \"{}\" not found", k.group_resource(), reference.name),
             };
-            ctx.events
-                .record(hpa_kind(), hpa, EventType::Warning, "FailedGetScale", &message);
+            ctx.events.record(
+                hpa_kind(),
+                hpa,
+                EventType::Warning,
+                "FailedGetScale",
+                &message,
+            );
             let outcome = Outcome {
                 current_replicas: int_at(hpa, "/status/currentReplicas").unwrap_or(0),
                 desired_replicas: int_at(hpa, "/status/desiredReplicas").unwrap_or(0),
@@ -218,7 +228,9 @@ impl HpaController {
                     "AbleToScale",
                     false,
                     "FailedGetScale".into(),
-                    format!("the HPA controller was unable to get the target's current scale: {message}"),
+                    format!(
+                        "the HPA controller was unable to get the target's current scale: {message}"
+                    ),
                 )],
                 rescaled: false,
             };
@@ -250,7 +262,12 @@ impl HpaController {
             let metrics = match metric_specs(&spec) {
                 Ok(m) => m,
                 Err(message) => {
-                    conditions.push(("ScalingActive", false, "InvalidMetricSourceType".into(), message));
+                    conditions.push((
+                        "ScalingActive",
+                        false,
+                        "InvalidMetricSourceType".into(),
+                        message,
+                    ));
                     Vec::new()
                 }
             };
@@ -264,8 +281,13 @@ impl HpaController {
                         "InvalidSelector".into(),
                         message.clone(),
                     ));
-                    ctx.events
-                        .record(hpa_kind(), hpa, EventType::Warning, "SelectorRequired", message);
+                    ctx.events.record(
+                        hpa_kind(),
+                        hpa,
+                        EventType::Warning,
+                        "SelectorRequired",
+                        message,
+                    );
                 }
                 Ok(pods) => {
                     for metric in &metrics {
@@ -309,7 +331,9 @@ impl HpaController {
                         "ScalingActive",
                         true,
                         "ValidMetricFound".into(),
-                        format!("the HPA was able to successfully calculate a replica count from {name}"),
+                        format!(
+                            "the HPA was able to successfully calculate a replica count from {name}"
+                        ),
                     ));
                     desired = n;
                     if desired > current_replicas {
@@ -384,7 +408,9 @@ impl HpaController {
                         "AbleToScale",
                         true,
                         "SucceededRescale",
-                        format!("the HPA controller was able to update the target scale to {desired}"),
+                        format!(
+                            "the HPA controller was able to update the target scale to {desired}"
+                        ),
                     );
                     let args_for_history = Args {
                         min_replicas,
@@ -398,16 +424,15 @@ impl HpaController {
                         down: rules(
                             spec.behavior.as_ref().and_then(|b| b.scale_down.as_ref()),
                             Rules::default_down(
-                                self.config.downscale_stabilization.as_secs() as i32,
+                                self.config.downscale_stabilization.as_secs() as i32
                             ),
                         ),
                     };
-                    self.lock().entry(key.clone()).or_default().history.record_scale(
-                        current_replicas,
-                        desired,
-                        now_ms,
-                        &args_for_history,
-                    );
+                    self.lock()
+                        .entry(key.clone())
+                        .or_default()
+                        .history
+                        .record_scale(current_replicas, desired, now_ms, &args_for_history);
                 }
                 Err(error) => {
                     ctx.events.record(
@@ -422,7 +447,9 @@ impl HpaController {
                         "AbleToScale",
                         false,
                         "FailedUpdateScale",
-                        format!("the HPA controller was unable to update the target scale: {error}"),
+                        format!(
+                            "the HPA controller was unable to update the target scale: {error}"
+                        ),
                     );
                     let outcome = Outcome {
                         current_replicas,
@@ -569,15 +596,22 @@ fn parse_time_ms(obj: &Value, pointer: &str) -> Option<i64> {
 }
 
 /// The pods the target's `spec.selector` selects (the scale subresource's selector).
-fn selected_pods(ctx: &Context, namespace: &str, target: &Value) -> Result<Vec<Arc<Value>>, String> {
+fn selected_pods(
+    ctx: &Context,
+    namespace: &str,
+    target: &Value,
+) -> Result<Vec<Arc<Value>>, String> {
     let raw = target
         .pointer("/spec/selector")
         .cloned()
         .ok_or_else(|| "selector is required".to_string())?;
     let typed: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-        serde_json::from_value(raw).map_err(|e| format!("couldn't convert selector into a corresponding internal selector object: {e}"))?;
-    let selector = LabelSelector::from_k8s(&typed)
-        .map_err(|e| format!("couldn't convert selector into a corresponding internal selector object: {e}"))?;
+        serde_json::from_value(raw).map_err(|e| {
+            format!("couldn't convert selector into a corresponding internal selector object: {e}")
+        })?;
+    let selector = LabelSelector::from_k8s(&typed).map_err(|e| {
+        format!("couldn't convert selector into a corresponding internal selector object: {e}")
+    })?;
     Ok(ctx
         .cache
         .list(pod_kind(), Some(namespace))
@@ -638,7 +672,9 @@ fn pod_view(pod: &Value, resource: Resource) -> PodView {
 }
 
 /// The spec's metrics; no metrics means CPU at 80 % (Kubernetes' default).
-fn metric_specs(spec: &autoscaling::HorizontalPodAutoscalerSpec) -> Result<Vec<MetricSpec>, String> {
+fn metric_specs(
+    spec: &autoscaling::HorizontalPodAutoscalerSpec,
+) -> Result<Vec<MetricSpec>, String> {
     let metrics = spec.metrics.clone().unwrap_or_default();
     if metrics.is_empty() {
         return Ok(vec![MetricSpec {
@@ -672,7 +708,10 @@ fn metric_specs(spec: &autoscaling::HorizontalPodAutoscalerSpec) -> Result<Vec<M
 fn metric_name(metric: &MetricSpec) -> String {
     match metric.target {
         Target::Utilization(_) => {
-            format!("{} resource utilization (percentage of request)", metric.resource.name())
+            format!(
+                "{} resource utilization (percentage of request)",
+                metric.resource.name()
+            )
         }
         Target::AverageValue(_) => format!("{} resource", metric.resource.name()),
     }

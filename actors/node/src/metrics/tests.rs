@@ -95,7 +95,10 @@ fn containers_group_by_pod_and_sum_into_the_node() {
             container("s1", "side", ContainerState::Running, 5),
             container("s2", "web", ContainerState::Running, 50),
         ],
-        &[("d/a", &[("web", 50)]), ("d/b", &[("web", 100), ("side", 5)])],
+        &[
+            ("d/a", &[("web", 50)]),
+            ("d/b", &[("web", 100), ("side", 5)]),
+        ],
         155,
     );
 }
@@ -103,7 +106,10 @@ fn containers_group_by_pod_and_sum_into_the_node() {
 #[test]
 fn stopped_containers_and_sandboxes_and_orphans_are_left_out() {
     check(
-        vec![sandbox("s1", "d", "a", true), sandbox("s2", "d", "gone", false)],
+        vec![
+            sandbox("s1", "d", "a", true),
+            sandbox("s2", "d", "gone", false),
+        ],
         vec![
             container("s1", "web", ContainerState::Running, 100),
             container("s1", "init", ContainerState::Exited, 900),
