@@ -234,7 +234,8 @@ async fn anti_affinity_spreads_replicas_and_topology_spread_balances_zones() {
     add_pod(&c.store, "web-4", "100m", anti).await;
     assert_eq!(
         failed(&c.store, "web-4").await,
-        "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules. \
+        // The placed replicas' own anti-affinity (checked first, as in Kubernetes) rejects it.
+        "0/4 nodes are available: 4 node(s) didn't satisfy existing pods anti-affinity rules. \
          preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod."
     );
 
