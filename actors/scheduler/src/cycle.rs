@@ -92,7 +92,9 @@ pub fn schedule(
     for i in 0..n {
         let name = &names[(start + i) % n];
         processed += 1;
-        let Some(node) = snap.node(name) else { continue };
+        let Some(node) = snap.node(name) else {
+            continue;
+        };
         let nominated = snap.nominated_on(name, pod.priority, &key);
         let reasons = filter::filter(pod, &state, node, nominated.as_ref());
         if reasons.is_empty() {

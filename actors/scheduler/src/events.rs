@@ -122,7 +122,12 @@ async fn write(
             }
         }
     }
-    let name = format!("{}.{:x}{:04x}", work.name, now.as_nanosecond(), seq & 0xffff);
+    let name = format!(
+        "{}.{:x}{:04x}",
+        work.name,
+        now.as_nanosecond(),
+        seq & 0xffff
+    );
     let event = build(&work, &name, &stamp, &stamp, 1);
     match store.create(event_kind(), event).await {
         Ok(stored) => {
@@ -148,11 +153,7 @@ async fn write(
     }
 }
 
-async fn remember(
-    written: &tokio::sync::Mutex<HashMap<Key, Written>>,
-    key: Key,
-    value: Written,
-) {
+async fn remember(written: &tokio::sync::Mutex<HashMap<Key, Written>>, key: Key, value: Written) {
     let mut w = written.lock().await;
     if w.len() >= AGGREGATE_LIMIT {
         w.clear();

@@ -54,7 +54,9 @@ impl fmt::Display for Reason {
         match self {
             Reason::Insufficient(r) => write!(f, "Insufficient {r}"),
             Reason::TooManyPods => f.write_str("Too many pods"),
-            Reason::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
+            Reason::NodeAffinity => {
+                f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
             Reason::UntoleratedTaint { key, value } => {
                 write!(f, "node(s) had untolerated taint {{{key}: {value}}}")
             }
@@ -110,8 +112,7 @@ impl Term {
             .label_selector
             .as_ref()
             .and_then(|s| LabelSelector::from_k8s(s).ok());
-        let mut namespaces: BTreeSet<String> =
-            term.namespaces.iter().flatten().cloned().collect();
+        let mut namespaces: BTreeSet<String> = term.namespaces.iter().flatten().cloned().collect();
         // An empty namespaceSelector selects every namespace; a non-empty one needs the
         // Namespace objects, which this scheduler does not follow, so it adds nothing.
         let all = term.namespace_selector.as_ref().is_some_and(|s| {
@@ -136,7 +137,9 @@ impl Term {
         {
             return false;
         }
-        self.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))
+        self.selector
+            .as_ref()
+            .is_some_and(|s| s.matches(&pod.labels))
     }
 }
 
@@ -145,7 +148,10 @@ pub fn required_affinity_terms(pod: &PodInfo) -> Vec<Term> {
     pod.affinity
         .as_ref()
         .and_then(|a| a.pod_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|ts| ts.iter().map(|t| Term::new(t, &pod.namespace, 1)).collect())
         .unwrap_or_default()
 }
@@ -155,7 +161,10 @@ pub fn required_anti_affinity_terms(pod: &PodInfo) -> Vec<Term> {
     pod.affinity
         .as_ref()
         .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|ts| ts.iter().map(|t| Term::new(t, &pod.namespace, 1)).collect())
         .unwrap_or_default()
 }
@@ -360,7 +369,10 @@ fn toleration_matches(t: &Toleration, taint: &Taint) -> bool {
 }
 
 /// Whether a node selector requirement holds for these labels.
-pub fn requirement_matches(req: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+pub fn requirement_matches(
+    req: &NodeSelectorRequirement,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let values = req.values.as_deref().unwrap_or_default();
     let label = labels.get(&req.key);
     let number = |s: &str| s.parse::<i64>().ok();
@@ -416,15 +428,21 @@ pub fn matches_required_node_affinity(pod: &PodInfo, node: &NodeInfo) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-    {
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }) {
         Some(required) => node_selector_matches(required, node),
         None => true,
     }
 }
 
 /// NodeResourcesFit: every reason the node lacks room, `nominated` counting as used.
-pub fn fits_resources(pod: &PodInfo, node: &NodeInfo, nominated: Option<&Resources>) -> Vec<Reason> {
+pub fn fits_resources(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    nominated: Option<&Resources>,
+) -> Vec<Reason> {
     let mut reasons = Vec::new();
     let req = &pod.requests;
     let alloc = &node.allocatable;
@@ -435,7 +453,11 @@ pub fn fits_resources(pod: &PodInfo, node: &NodeInfo, nominated: Option<&Resourc
         reasons.push(Reason::TooManyPods);
     }
     let short = |want: i64, have: i64, taken: i64| want > 0 && want > have - taken;
-    if short(req.milli_cpu, alloc.milli_cpu, used.milli_cpu + extra(|r| r.milli_cpu)) {
+    if short(
+        req.milli_cpu,
+        alloc.milli_cpu,
+        used.milli_cpu + extra(|r| r.milli_cpu),
+    ) {
         reasons.push(Reason::Insufficient("cpu".into()));
     }
     if short(req.memory, alloc.memory, used.memory + extra(|r| r.memory)) {
@@ -451,7 +473,9 @@ pub fn fits_resources(pod: &PodInfo, node: &NodeInfo, nominated: Option<&Resourc
     for (name, want) in &req.scalar {
         let have = alloc.scalar.get(name).copied().unwrap_or(0);
         let taken = used.scalar.get(name).copied().unwrap_or(0)
-            + nominated.and_then(|r| r.scalar.get(name).copied()).unwrap_or(0);
+            + nominated
+                .and_then(|r| r.scalar.get(name).copied())
+                .unwrap_or(0);
         if short(*want, have, taken) {
             reasons.push(Reason::Insufficient(name.clone()));
         }

@@ -25,7 +25,11 @@ pub fn histogram<'a>(reasons: impl IntoIterator<Item = &'a str>) -> BTreeMap<Str
 }
 
 /// `0/N nodes are available: ...` without the post-filter part.
-pub fn fit_error(n_nodes: usize, pre_filter: Option<&str>, reasons: &BTreeMap<String, usize>) -> String {
+pub fn fit_error(
+    n_nodes: usize,
+    pre_filter: Option<&str>,
+    reasons: &BTreeMap<String, usize>,
+) -> String {
     let mut msg = format!("0/{n_nodes} nodes are available:");
     match pre_filter {
         Some(pre) => {

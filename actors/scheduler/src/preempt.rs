@@ -16,6 +16,10 @@ use crate::filter;
 use crate::message;
 use crate::snapshot::{PodInfo, Snapshot};
 
+/// How bad evicting a candidate's victims is: highest victim priority, sum of victim
+/// priorities, number of victims, node name (smaller is better).
+type Rank = (i32, i64, usize, String);
+
 /// What preemption decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Preemption {
@@ -50,7 +54,7 @@ pub fn preempt(snap: &mut Snapshot, pod: &PodInfo, diagnosis: &Diagnosis) -> Pre
     }
     let n_nodes = diagnosis.n_nodes;
     let mut statuses: BTreeMap<String, String> = BTreeMap::new();
-    let mut best: Option<((i32, i64, usize, String), Vec<Arc<PodInfo>>)> = None;
+    let mut best: Option<(Rank, Vec<Arc<PodInfo>>)> = None;
     let names: Vec<String> = snap.node_names().to_vec();
     for name in names {
         let helpful = diagnosis.pre_filter.is_none()
@@ -126,7 +130,11 @@ fn victims_on(
         Err(status) => Err(status),
         Ok(()) => {
             // Most important first; among equals, by name, so the choice replays.
-            lower.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key().cmp(&b.key())));
+            lower.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then_with(|| a.key().cmp(&b.key()))
+            });
             let mut victims = Vec::new();
             for p in &lower {
                 snap.place_pod(PodInfo::clone(p));

@@ -133,7 +133,8 @@ impl SchedulingQueue {
         if let Some(q) = self.pods.remove(key)
             && q.place == Place::Backoff
         {
-            self.backoff.remove(&(q.backoff_until, q.seq, key.to_string()));
+            self.backoff
+                .remove(&(q.backoff_until, q.seq, key.to_string()));
         }
     }
 
@@ -191,7 +192,7 @@ impl SchedulingQueue {
             q.attempts += 1;
             q.backoff_until = now + backoff_for(q.attempts);
         }
-        self.to_backoff(key, now);
+        self.park_in_backoff(key, now);
     }
 
     /// A cluster event happened: every unschedulable pod may fit now.
@@ -237,13 +238,13 @@ impl SchedulingQueue {
     fn wake(&mut self, key: &str, now: Duration) {
         let Some(q) = self.pods.get(key) else { return };
         if q.backoff_until > now {
-            self.to_backoff(key, now);
+            self.park_in_backoff(key, now);
         } else {
             self.push_active(key);
         }
     }
 
-    fn to_backoff(&mut self, key: &str, now: Duration) {
+    fn park_in_backoff(&mut self, key: &str, now: Duration) {
         let Some(q) = self.pods.get(key) else { return };
         if q.backoff_until <= now {
             self.push_active(key);
@@ -263,9 +264,12 @@ impl SchedulingQueue {
     fn push_active(&mut self, key: &str) {
         self.seq += 1;
         let seq = self.seq;
-        let Some(q) = self.pods.get_mut(key) else { return };
+        let Some(q) = self.pods.get_mut(key) else {
+            return;
+        };
         if q.place == Place::Backoff {
-            self.backoff.remove(&(q.backoff_until, q.seq, key.to_string()));
+            self.backoff
+                .remove(&(q.backoff_until, q.seq, key.to_string()));
         }
         q.place = Place::Active;
         q.seq = seq;

@@ -241,7 +241,9 @@ impl Shell {
             let mut budget = DECISIONS_PER_TURN;
             while budget > 0 && self.ready() {
                 let now = self.now();
-                let Some(key) = self.queue.pop(now) else { break };
+                let Some(key) = self.queue.pop(now) else {
+                    break;
+                };
                 self.schedule_one(key);
                 budget -= 1;
             }
@@ -295,8 +297,10 @@ impl Shell {
                 self.synced.insert(kind.plural);
                 match kind.plural {
                     "nodes" => {
-                        let names: std::collections::BTreeSet<String> =
-                            objects.iter().map(|o| object::name(o).to_string()).collect();
+                        let names: std::collections::BTreeSet<String> = objects
+                            .iter()
+                            .map(|o| object::name(o).to_string())
+                            .collect();
                         let gone: Vec<String> = self
                             .snap
                             .node_names()
@@ -572,8 +576,7 @@ impl Shell {
                 let opts = DeleteOptions {
                     uid: Some(v.uid.clone()),
                     grace_period_seconds: Some(
-                        v.grace_seconds
-                            .unwrap_or(object::DEFAULT_POD_GRACE_SECONDS),
+                        v.grace_seconds.unwrap_or(object::DEFAULT_POD_GRACE_SECONDS),
                     ),
                     ..Default::default()
                 };
@@ -592,7 +595,13 @@ impl Shell {
 
     /// PodScheduled=False with the message (only when it changed) and a FailedScheduling
     /// Event (aggregated by the writer).
-    fn record_failure(&mut self, info: &PodInfo, obj: Value, msg: String, nominate: Option<String>) {
+    fn record_failure(
+        &mut self,
+        info: &PodInfo,
+        obj: Value,
+        msg: String,
+        nominate: Option<String>,
+    ) {
         let current = scheduled_condition(&obj);
         let same = current.is_some_and(|c| {
             c.get("status").and_then(Value::as_str) == Some("False")
@@ -697,14 +706,18 @@ fn scheduled_condition(obj: &Value) -> Option<&Value> {
 
 /// Sets the PodScheduled condition, keeping its transition time when the status is the
 /// same.
-fn set_scheduled_condition(obj: &mut Value, status: &str, reason: Option<&str>, message: Option<&str>) {
+fn set_scheduled_condition(
+    obj: &mut Value,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     let now = object::now_rfc3339();
     let previous = scheduled_condition(obj).cloned();
     let transition = match &previous {
-        Some(p) if p.get("status").and_then(Value::as_str) == Some(status) => p
-            .get("lastTransitionTime")
-            .cloned()
-            .unwrap_or(now.clone()),
+        Some(p) if p.get("status").and_then(Value::as_str) == Some(status) => {
+            p.get("lastTransitionTime").cloned().unwrap_or(now.clone())
+        }
         _ => now.clone(),
     };
     let mut cond = json!({
@@ -723,9 +736,7 @@ fn set_scheduled_condition(obj: &mut Value, status: &str, reason: Option<&str>, 
         obj["status"] = json!({});
     }
     let status_obj = obj["status"].as_object_mut().expect("object");
-    let conds = status_obj
-        .entry("conditions")
-        .or_insert_with(|| json!([]));
+    let conds = status_obj.entry("conditions").or_insert_with(|| json!([]));
     if !conds.is_array() {
         *conds = json!([]);
     }

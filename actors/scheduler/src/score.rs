@@ -52,21 +52,25 @@ pub fn pre_score(pod: &PodInfo, snap: &Snapshot) -> PreScore {
     };
     let aff = pod.affinity.as_ref();
     let mut own: Vec<Term> = weighted(
-        aff.and_then(|a| a.pod_affinity.as_ref())
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+        aff.and_then(|a| a.pod_affinity.as_ref()).and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }),
         &pod.namespace,
         1,
     );
     own.extend(weighted(
         aff.and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
         &pod.namespace,
         -1,
     ));
     let mut add = |node: &NodeInfo, term: &Term| {
         if let Some(v) = node.labels.get(&term.topology_key) {
-            *out
-                .pod_affinity
+            *out.pod_affinity
                 .entry((term.topology_key.clone(), v.clone()))
                 .or_default() += term.weight;
         }
@@ -86,14 +90,18 @@ pub fn pre_score(pod: &PodInfo, snap: &Snapshot) -> PreScore {
         };
         let a = existing.affinity.as_ref();
         let mut terms = weighted(
-            a.and_then(|a| a.pod_affinity.as_ref())
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            a.and_then(|a| a.pod_affinity.as_ref()).and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &existing.namespace,
             1,
         );
         terms.extend(weighted(
-            a.and_then(|a| a.pod_anti_affinity.as_ref())
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &existing.namespace,
             -1,
         ));
@@ -153,7 +161,10 @@ pub fn node_affinity_raw(pod: &PodInfo, node: &NodeInfo) -> i64 {
     pod.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .into_iter()
         .flatten()
         .filter(|t| term_matches(&t.preference, node))
@@ -166,7 +177,11 @@ pub fn untolerated_prefer_no_schedule(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let tolerations: Vec<_> = pod
         .tolerations
         .iter()
-        .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+        .filter(|t| {
+            t.effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+        })
         .cloned()
         .collect();
     node.taints

@@ -169,7 +169,10 @@ pub fn pod_requests(spec: &k8s_openapi::api::core::v1::PodSpec) -> (Resources, (
             sidecars.add(&r);
             sidecars_nz = (sidecars_nz.0 + n.0, sidecars_nz.1 + n.1);
             init_peak.max_with(&sidecars);
-            init_peak_nz = (init_peak_nz.0.max(sidecars_nz.0), init_peak_nz.1.max(sidecars_nz.1));
+            init_peak_nz = (
+                init_peak_nz.0.max(sidecars_nz.0),
+                init_peak_nz.1.max(sidecars_nz.1),
+            );
         } else {
             let mut during = r.clone();
             during.add(&sidecars);
@@ -279,7 +282,10 @@ impl PodInfo {
                 .map(|c| c.claim_name.clone())
                 .collect(),
             scheduler_name: spec.scheduler_name.clone().unwrap_or_default(),
-            gated: spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()),
+            gated: spec
+                .scheduling_gates
+                .as_ref()
+                .is_some_and(|g| !g.is_empty()),
             finished: matches!(phase, "Succeeded" | "Failed"),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
         }
@@ -295,7 +301,10 @@ impl PodInfo {
         self.affinity
             .as_ref()
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .is_some_and(|t| !t.is_empty())
     }
 
@@ -469,10 +478,13 @@ impl Snapshot {
             self.affinity_pods.remove(&key);
         }
         self.placed.insert(key, pod.node_name.clone());
-        let node = self.nodes.entry(pod.node_name.clone()).or_insert_with(|| NodeInfo {
-            name: pod.node_name.clone(),
-            ..Default::default()
-        });
+        let node = self
+            .nodes
+            .entry(pod.node_name.clone())
+            .or_insert_with(|| NodeInfo {
+                name: pod.node_name.clone(),
+                ..Default::default()
+            });
         node.add_pod(Arc::new(pod));
     }
 
@@ -484,7 +496,11 @@ impl Snapshot {
         } else {
             self.nominated.insert(
                 key,
-                (pod.nominated_node.clone(), pod.priority, pod.requests.clone()),
+                (
+                    pod.nominated_node.clone(),
+                    pod.priority,
+                    pod.requests.clone(),
+                ),
             );
         }
     }
@@ -570,10 +586,7 @@ impl Snapshot {
         };
         let ns = pvc.metadata.namespace.unwrap_or_default();
         let name = pvc.metadata.name.unwrap_or_default();
-        let volume_name = pvc
-            .spec
-            .and_then(|s| s.volume_name)
-            .unwrap_or_default();
+        let volume_name = pvc.spec.and_then(|s| s.volume_name).unwrap_or_default();
         self.claims.insert((ns, name), ClaimInfo { volume_name });
     }
 

@@ -88,7 +88,11 @@ async fn add_pod(store: &Store, name: &str, cpu: &str, extra: Value) {
 }
 
 /// Waits (watching from the start) until an object of `kind` satisfies `pred`.
-async fn wait_for(store: &Store, kind: &'static bus_schema::KindInfo, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for(
+    store: &Store,
+    kind: &'static bus_schema::KindInfo,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let mut watch = store
         .watch(kind, None, 0, WatchOptions::default())
         .await
@@ -113,7 +117,11 @@ async fn bound(store: &Store, name: &str) -> String {
         object::name(o) == name && o.pointer("/spec/nodeName").is_some_and(|n| n != "")
     })
     .await;
-    let conditions = pod.pointer("/status/conditions").unwrap().as_array().unwrap();
+    let conditions = pod
+        .pointer("/status/conditions")
+        .unwrap()
+        .as_array()
+        .unwrap();
     assert!(
         conditions
             .iter()
@@ -140,7 +148,10 @@ async fn check_pending(store: &Store, name: &str, message: &str) {
         object::name(o) == name
             && o.pointer("/status/conditions")
                 .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                })
     })
     .await;
     assert!(pod.pointer("/spec/nodeName").is_none(), "{pod}");
@@ -157,7 +168,8 @@ async fn check_pending(store: &Store, name: &str, message: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_taints_and_the_failed_scheduling_message() {
     let c = cluster().await;
-    let gpu_taint = json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}});
+    let gpu_taint =
+        json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}});
     add_node(&c.store, "small-1", "1", json!({})).await;
     add_node(&c.store, "small-2", "1", json!({})).await;
     add_node(&c.store, "gpu-1", "8", gpu_taint).await;
@@ -169,7 +181,10 @@ async fn resources_taints_and_the_failed_scheduling_message() {
         o["involvedObject"]["name"] == "fits" && o["reason"] == "Scheduled"
     })
     .await;
-    assert_eq!(scheduled["message"], format!("Successfully assigned default/fits to {node}"));
+    assert_eq!(
+        scheduled["message"],
+        format!("Successfully assigned default/fits to {node}")
+    );
 
     add_pod(&c.store, "too-big", "2", json!({})).await;
     let msg = failed(&c.store, "too-big").await;
@@ -193,9 +208,21 @@ async fn resources_taints_and_the_failed_scheduling_message() {
 async fn node_selector_and_node_affinity() {
     let c = cluster().await;
     for (name, disk, zone) in [("n1", "hdd", "a"), ("n2", "ssd", "a"), ("n3", "hdd", "b")] {
-        add_node(&c.store, name, "4", json!({"metadata": {"labels": {"disktype": disk, "zone": zone}}})).await;
+        add_node(
+            &c.store,
+            name,
+            "4",
+            json!({"metadata": {"labels": {"disktype": disk, "zone": zone}}}),
+        )
+        .await;
     }
-    add_pod(&c.store, "ssd", "100m", json!({"spec": {"nodeSelector": {"disktype": "ssd"}}})).await;
+    add_pod(
+        &c.store,
+        "ssd",
+        "100m",
+        json!({"spec": {"nodeSelector": {"disktype": "ssd"}}}),
+    )
+    .await;
     assert_eq!(bound(&c.store, "ssd").await, "n2");
     add_pod(
         &c.store,
@@ -206,7 +233,13 @@ async fn node_selector_and_node_affinity() {
     )
     .await;
     assert_eq!(bound(&c.store, "zone-b").await, "n3");
-    add_pod(&c.store, "nvme", "100m", json!({"spec": {"nodeSelector": {"disktype": "nvme"}}})).await;
+    add_pod(
+        &c.store,
+        "nvme",
+        "100m",
+        json!({"spec": {"nodeSelector": {"disktype": "nvme"}}}),
+    )
+    .await;
     assert_eq!(
         failed(&c.store, "nvme").await,
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
@@ -218,7 +251,13 @@ async fn node_selector_and_node_affinity() {
 async fn anti_affinity_spreads_replicas_and_topology_spread_balances_zones() {
     let c = cluster().await;
     for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
-        add_node(&c.store, name, "4", json!({"metadata": {"labels": {"zone": zone}}})).await;
+        add_node(
+            &c.store,
+            name,
+            "4",
+            json!({"metadata": {"labels": {"zone": zone}}}),
+        )
+        .await;
     }
     let anti = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"affinity": {"podAntiAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": [
@@ -255,7 +294,13 @@ async fn anti_affinity_spreads_replicas_and_topology_spread_balances_zones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cordoned_node_then_uncordoned() {
     let c = cluster().await;
-    add_node(&c.store, "only", "4", json!({"spec": {"unschedulable": true}})).await;
+    add_node(
+        &c.store,
+        "only",
+        "4",
+        json!({"spec": {"unschedulable": true}}),
+    )
+    .await;
     add_pod(&c.store, "waits", "100m", json!({})).await;
     assert_eq!(
         failed(&c.store, "waits").await,
@@ -272,8 +317,20 @@ async fn cordoned_node_then_uncordoned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_affinity_leaves_the_pod_pending_with_a_clear_event() {
     let c = cluster().await;
-    add_node(&c.store, "n1", "4", json!({"metadata": {"labels": {"zone": "a"}}})).await;
-    add_node(&c.store, "n2", "4", json!({"metadata": {"labels": {"zone": "b"}}})).await;
+    add_node(
+        &c.store,
+        "n1",
+        "4",
+        json!({"metadata": {"labels": {"zone": "a"}}}),
+    )
+    .await;
+    add_node(
+        &c.store,
+        "n2",
+        "4",
+        json!({"metadata": {"labels": {"zone": "b"}}}),
+    )
+    .await;
     add_pod(
         &c.store,
         "lonely",
@@ -288,9 +345,17 @@ async fn impossible_affinity_leaves_the_pod_pending_with_a_clear_event() {
     assert_eq!(failed(&c.store, "lonely").await, want);
     check_pending(&c.store, "lonely", want).await;
     // Nothing half-done: no other pod, no binding, no nomination.
-    let listed = c.store.list(pods(), None, &ListOptions::default()).await.unwrap();
+    let listed = c
+        .store
+        .list(pods(), None, &ListOptions::default())
+        .await
+        .unwrap();
     assert_eq!(listed.items.len(), 1);
-    assert!(listed.items[0].pointer("/status/nominatedNodeName").is_none());
+    assert!(
+        listed.items[0]
+            .pointer("/status/nominatedNodeName")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -310,11 +375,19 @@ async fn pods_run_on_hollow_nodes_and_high_priority_preempts() {
     };
     let fleet = run_hollow_fleet(c.store.clone(), 2, config).await.unwrap();
     let running = |name: &'static str| {
-        move |o: &Value| object::name(o) == name && o.pointer("/status/phase") == Some(&json!("Running"))
+        move |o: &Value| {
+            object::name(o) == name && o.pointer("/status/phase") == Some(&json!("Running"))
+        }
     };
     // Two low-priority pods fill both nodes and run.
     for name in ["low-0", "low-1"] {
-        add_pod(&c.store, name, "800m", json!({"spec": {"priority": 1, "terminationGracePeriodSeconds": 1}})).await;
+        add_pod(
+            &c.store,
+            name,
+            "800m",
+            json!({"spec": {"priority": 1, "terminationGracePeriodSeconds": 1}}),
+        )
+        .await;
     }
     let n0 = bound(&c.store, "low-0").await;
     let n1 = bound(&c.store, "low-1").await;
@@ -323,7 +396,13 @@ async fn pods_run_on_hollow_nodes_and_high_priority_preempts() {
     wait_for(&c.store, pods(), running("low-1")).await;
 
     // preemptionPolicy Never: waits, preempts nobody.
-    add_pod(&c.store, "polite", "800m", json!({"spec": {"priority": 100, "preemptionPolicy": "Never"}})).await;
+    add_pod(
+        &c.store,
+        "polite",
+        "800m",
+        json!({"spec": {"priority": 100, "preemptionPolicy": "Never"}}),
+    )
+    .await;
     assert_eq!(
         failed(&c.store, "polite").await,
         "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
@@ -334,22 +413,40 @@ async fn pods_run_on_hollow_nodes_and_high_priority_preempts() {
         .unwrap();
 
     // A high-priority pod evicts one low pod, is nominated, then binds and runs there.
-    add_pod(&c.store, "high", "800m", json!({"spec": {"priority": 1000}})).await;
+    add_pod(
+        &c.store,
+        "high",
+        "800m",
+        json!({"spec": {"priority": 1000}}),
+    )
+    .await;
     let nominated = wait_for(&c.store, pods(), |o| {
         object::name(o) == "high" && o.pointer("/status/nominatedNodeName").is_some()
     })
     .await;
-    let target = nominated["status"]["nominatedNodeName"].as_str().unwrap().to_string();
+    let target = nominated["status"]["nominatedNodeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let victim = if target == n0 { "low-0" } else { "low-1" };
     let preempted = wait_for(&c.store, events(), |o| {
         o["involvedObject"]["name"] == victim && o["reason"] == "Preempted"
     })
     .await;
-    assert!(preempted["message"].as_str().unwrap().ends_with(&format!("on node {target}")));
+    assert!(
+        preempted["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("on node {target}"))
+    );
     assert_eq!(bound(&c.store, "high").await, target);
     wait_for(&c.store, pods(), running("high")).await;
     // The victim is gone; the other low pod still runs where it was.
-    let listed = c.store.list(pods(), None, &ListOptions::default()).await.unwrap();
+    let listed = c
+        .store
+        .list(pods(), None, &ListOptions::default())
+        .await
+        .unwrap();
     let names: BTreeSet<&str> = listed.items.iter().map(object::name).collect();
     let survivor = if victim == "low-0" { "low-1" } else { "low-0" };
     assert_eq!(names, BTreeSet::from(["high", survivor]));

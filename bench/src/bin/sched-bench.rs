@@ -78,7 +78,13 @@ async fn run(args: Args) -> Result<()> {
     let n_pods = args.nodes * args.pods_per_node;
 
     let t = Instant::now();
-    create_all(args.create_parallel, (0..args.nodes).map(|i| node(i)), &store, bus_schema::kinds::of::<Node>()).await?;
+    create_all(
+        args.create_parallel,
+        (0..args.nodes).map(|i| node(i)),
+        &store,
+        bus_schema::kinds::of::<Node>(),
+    )
+    .await?;
     let nodes_s = t.elapsed().as_secs_f64();
     eprintln!("{} nodes created in {nodes_s:.1} s", args.nodes);
 
@@ -90,7 +96,9 @@ async fn run(args: Args) -> Result<()> {
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let from_rv = store.revision(pods_kind()).await?;
     // The observer: a watch on pods records when each is first seen bound.
-    let watch = store.watch(pods_kind(), None, from_rv, WatchOptions::default()).await?;
+    let watch = store
+        .watch(pods_kind(), None, from_rv, WatchOptions::default())
+        .await?;
     let observer = tokio::spawn(observe(watch, n_pods));
 
     let mut scheduler: Option<Scheduler> = None;
@@ -136,12 +144,23 @@ async fn run(args: Args) -> Result<()> {
             latency.record(at.saturating_duration_since(*c).as_micros() as u64)?;
         }
     }
-    let start = if args.mode == Mode::Streaming { t_create } else { t_sched };
+    let start = if args.mode == Mode::Streaming {
+        t_create
+    } else {
+        t_sched
+    };
     let window = all_bound.saturating_duration_since(start).as_secs_f64();
-    let bind_window = all_bound.saturating_duration_since(first_bound).as_secs_f64();
+    let bind_window = all_bound
+        .saturating_duration_since(first_bound)
+        .as_secs_f64();
     let decisions = stats.decisions.load(std::sync::atomic::Ordering::Relaxed);
-    let decide_s = stats.decide_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
-    println!("| nodes | pods | mode | pods bound/s (first create or scheduler start -> last bind) | bound/s (first -> last bind) | decisions/s (CPU time deciding) | mean decision | latency p50 | latency p99 | events written / dropped |");
+    let decide_s = stats
+        .decide_nanos
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e9;
+    println!(
+        "| nodes | pods | mode | pods bound/s (first create or scheduler start -> last bind) | bound/s (first -> last bind) | decisions/s (CPU time deciding) | mean decision | latency p50 | latency p99 | events written / dropped |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {} | {} | {:?} | {:.0} | {:.0} | {:.0} | {:.0} µs | {:.0} ms | {:.0} ms | {} / {} |",
@@ -154,13 +173,19 @@ async fn run(args: Args) -> Result<()> {
         decide_s * 1e6 / decisions.max(1) as f64,
         latency.value_at_quantile(0.5) as f64 / 1000.0,
         latency.value_at_quantile(0.99) as f64 / 1000.0,
-        stats.events_written.load(std::sync::atomic::Ordering::Relaxed),
-        stats.events_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .events_written
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .events_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     eprintln!(
         "nodes {nodes_s:.1} s; creates {create_s:.1} s ({:.0}/s); bind failures {}",
         n_pods as f64 / create_s,
-        stats.bind_failures.load(std::sync::atomic::Ordering::Relaxed)
+        stats
+            .bind_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     scheduler.stop().await;
     nats.stop().await;

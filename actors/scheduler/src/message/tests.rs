@@ -1,6 +1,12 @@
 use super::*;
 
-fn check(n: usize, pre: Option<&str>, reasons: &[(&str, usize)], post: Option<&str>, expected: &str) {
+fn check(
+    n: usize,
+    pre: Option<&str>,
+    reasons: &[(&str, usize)],
+    post: Option<&str>,
+    expected: &str,
+) {
     let hist: BTreeMap<String, usize> = reasons.iter().map(|(r, n)| (r.to_string(), *n)).collect();
     assert_eq!(failed_scheduling(&fit_error(n, pre, &hist), post), expected);
 }
@@ -10,7 +16,10 @@ fn messages_match_kubernetes() {
     check(
         5,
         None,
-        &[("Insufficient cpu", 3), ("node(s) had untolerated taint {dedicated: gpu}", 2)],
+        &[
+            ("Insufficient cpu", 3),
+            ("node(s) had untolerated taint {dedicated: gpu}", 2),
+        ],
         Some("0/5 nodes are available: 5 Preemption is not helpful for scheduling."),
         "0/5 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling.",
     );
@@ -33,7 +42,10 @@ fn messages_match_kubernetes() {
     check(
         12,
         None,
-        &[("Insufficient memory", 10), ("node(s) were unschedulable", 2)],
+        &[
+            ("Insufficient memory", 10),
+            ("node(s) were unschedulable", 2),
+        ],
         None,
         "0/12 nodes are available: 10 Insufficient memory, 2 node(s) were unschedulable.",
     );

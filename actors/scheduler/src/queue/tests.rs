@@ -26,7 +26,11 @@ fn unschedulable_waits_for_an_event_then_its_backoff() {
     assert_eq!(q.pop(s(0)).as_deref(), Some("a"));
     q.unschedulable("a", s(0));
     assert_eq!(q.place("a"), Some(Place::Unschedulable));
-    assert_eq!(drain(&mut q, s(5)), Vec::<String>::new(), "no event, no retry");
+    assert_eq!(
+        drain(&mut q, s(5)),
+        Vec::<String>::new(),
+        "no event, no retry"
+    );
     // An event within the backoff parks it in backoff until 1 s after the failure.
     q.unschedulable("a", s(10));
     q.on_cluster_event(s(10));
