@@ -80,7 +80,7 @@ async fn run(args: Args) -> Result<()> {
     let t = Instant::now();
     create_all(
         args.create_parallel,
-        (0..args.nodes).map(|i| node(i)),
+        (0..args.nodes).map(node),
         &store,
         bus_schema::kinds::of::<Node>(),
     )
