@@ -54,7 +54,6 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
-        tasks.push(tokio::spawn(drover_scheduler::run(store.clone())));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
