@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod json_schema;
 pub mod kinds;
 pub mod pod_index;
+pub mod quota;
 pub mod podstream;
 pub mod selector;
 pub mod subjects;

@@ -9,8 +9,11 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod disruption;
 pub mod graph;
 pub mod informer;
+mod namespaced;
+pub mod quota;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,6 +57,8 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
+        tasks.push(tokio::spawn(quota::run(store.clone())));
+        tasks.push(tokio::spawn(disruption::run(store.clone())));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
