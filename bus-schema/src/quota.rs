@@ -201,7 +201,10 @@ pub fn pod_requests_limits(pod: &Value) -> (ResourceList, ResourceList) {
     requests = max(&add(&requests, &sidecar_req), &init_req);
     limits = max(&add(&limits, &sidecar_lim), &init_lim);
     let overhead = parse_list(spec.and_then(|s| s.get("overhead")));
-    (add(&requests, &overhead), add(&limits, &overhead))
+    // Overhead adds to every request, but only to limits that are set (as Kubernetes'
+    // `PodLimits` does: no limit stays no limit).
+    let limits_overhead = mask(&overhead, limits.keys());
+    (add(&requests, &overhead), add(&limits, &limits_overhead))
 }
 
 /// Compute usage of one pod or container from its requests and limits

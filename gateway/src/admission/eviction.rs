@@ -19,7 +19,7 @@ const RETRY_PROCESSING_SECONDS: i64 = 10;
 pub const MAX_DISRUPTED_PODS: usize = 2000;
 
 /// What to do with an eviction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     /// Delete the pod; no budget is involved (none matches, or the pod is not running).
     Delete,
