@@ -33,7 +33,7 @@ pub async fn run<F, Fut>(
     let primary = kinds[0];
     let _informers: Vec<AbortOnDrop> = kinds
         .iter()
-        .map(|k| AbortOnDrop(tokio::spawn(informer::run(store.clone(), *k, tx.clone()))))
+        .map(|k| AbortOnDrop(tokio::spawn(informer::run(store.clone(), k, tx.clone()))))
         .collect();
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<String>();
     let mut with_primary: BTreeSet<String> = BTreeSet::new();
