@@ -36,18 +36,15 @@ pub struct PodState {
     pub scale: Option<(String, i64)>,
 }
 
-/// The kinds whose changes make a namespace's budgets stale (budgets first).
+/// The kinds whose changes make a namespace's budgets stale at once (budgets first).
+/// A change of a controller's replicas (which only percentage and `maxUnavailable`
+/// budgets read) shows at the [`RESYNC_EVERY`] recount or with the pods it creates or
+/// deletes; one watch fewer per kind is one JetStream consumer fewer.
 pub fn watched_kinds() -> Vec<&'static KindInfo> {
-    [
-        ("policy", "PodDisruptionBudget"),
-        ("", "Pod"),
-        ("apps", "ReplicaSet"),
-        ("apps", "Deployment"),
-        ("apps", "StatefulSet"),
-    ]
-    .iter()
-    .filter_map(|(g, k)| bus_schema::kinds::by_group_kind(g, k))
-    .collect()
+    [("policy", "PodDisruptionBudget"), ("", "Pod")]
+        .iter()
+        .filter_map(|(g, k)| bus_schema::kinds::by_group_kind(g, k))
+        .collect()
 }
 
 /// Whether a budget selects a pod with `labels` (policy/v1: an empty selector selects
