@@ -376,3 +376,47 @@ async fn eviction_honours_budgets_and_drain_evicts() {
     assert_eq!(node_obj["spec"]["unschedulable"], true);
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_exceed_the_quota() {
+    let c = Cluster::start().await;
+    let quota = c.write(
+        "quota.yaml",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q1\nspec:\n  hard:\n    pods: \"5\"\n",
+    );
+    c.ok(&["apply", "-f", &quota]);
+    let ca = c.dir.path().join("pki/ca.crt");
+    let token = c.pki.admin_token.clone();
+    let url = format!(
+        "https://127.0.0.1:{}/api/v1/namespaces/default/pods",
+        c.port()
+    );
+    // Twelve creates at once: the quota's CAS serialises them, so exactly five win.
+    let creates: Vec<_> = (0..12)
+        .map(|i| {
+            let (ca, token, url) = (ca.clone(), token.clone(), url.clone());
+            std::thread::spawn(move || {
+                let body = format!(
+                    r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p{i}"}},"spec":{{"containers":[{{"name":"app","image":"busybox"}}]}}}}"#
+                );
+                curl(&ca, Some(&token), "POST", &url, Some(&body))
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Value)> = creates.into_iter().map(|t| t.join().unwrap()).collect();
+    let created = results.iter().filter(|(code, _)| *code == 201).count();
+    let refused: Vec<&Value> = results
+        .iter()
+        .filter(|(code, _)| *code == 403)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(created, 5, "{results:?}");
+    assert_eq!(refused.len(), 7, "{results:?}");
+    for s in refused {
+        let msg = s["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("exceeded quota: q1"), "{msg}");
+    }
+    assert_eq!(used(&c, "q1", "pods").as_deref(), Some("5"));
+    let listed = get_json(&c, &["pods"]).unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 5);
+}
