@@ -21,6 +21,7 @@ pub mod json_schema;
 pub mod kinds;
 pub mod pod_index;
 pub mod podstream;
+pub mod quota;
 pub mod selector;
 pub mod subjects;
 pub mod validation;

@@ -9,9 +9,12 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod disruption;
 pub mod graph;
 pub mod informer;
 pub mod runtime;
+mod namespaced;
+pub mod quota;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -55,6 +58,8 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
+        tasks.push(tokio::spawn(quota::run(store.clone())));
+        tasks.push(tokio::spawn(disruption::run(store.clone())));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
