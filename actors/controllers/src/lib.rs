@@ -9,8 +9,10 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod deployment;
 pub mod graph;
 pub mod informer;
+pub mod replicaset;
 pub mod runtime;
 
 use std::collections::BTreeSet;
@@ -55,6 +57,13 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
+        // Workload controllers share one cache over the kinds they need.
+        let mut kinds = replicaset::kinds();
+        kinds.extend(deployment::kinds());
+        let cache = runtime::Cache::start(store.clone(), &kinds);
+        let ctx = runtime::Context::new(store.clone(), cache, "drover-controllers");
+        tasks.extend(replicaset::start(&ctx));
+        tasks.extend(deployment::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
