@@ -158,7 +158,11 @@ fn scenario(c: &Cluster) {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
-    assert_eq!(revisions, ["2", "3"], "{history}");
+    if revisions != ["2", "3"] {
+        let sets = c.ok(&["get", "rs", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.template}{\"\\n\"}{end}"]);
+        let d = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template}"]);
+        panic!("{history}\nreplica sets:\n{sets}\ndeployment: {d}");
+    }
     let sets = replica_sets(c, "web");
     assert_eq!(sets.len(), 2, "undo reuses the old replica set");
     let back = sets

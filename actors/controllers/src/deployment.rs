@@ -160,7 +160,8 @@ impl Rs {
         }
     }
 
-    /// The template without the hash label, to compare with the Deployment's.
+    /// The template without the hash label, in [`rollout::semantic`] form, to compare
+    /// with the Deployment's.
     fn template_without_hash(&self) -> Value {
         let mut t = self
             .obj
@@ -173,7 +174,7 @@ impl Rs {
         {
             labels.remove(POD_TEMPLATE_HASH);
         }
-        t
+        rollout::semantic(&t)
     }
 
     fn desired_annotation(&self) -> Option<i32> {
@@ -384,7 +385,7 @@ impl<'a> Sync<'a> {
     /// Index of the new ReplicaSet (the oldest whose template is the Deployment's) and
     /// the indices of the others.
     fn split(&self) -> (Option<usize>, Vec<usize>) {
-        let template = self.template();
+        let template = rollout::semantic(&self.template());
         let new = self
             .rss
             .iter()
@@ -472,7 +473,7 @@ impl<'a> Sync<'a> {
             return Ok(None);
         }
         let template = self.template();
-        let hash = rollout::template_hash(&template, self.status.collision_count);
+        let hash = rollout::template_hash(&rollout::semantic(&template), self.status.collision_count);
         let name = format!("{}-{hash}", self.name());
         let mut rs_template = template.clone();
         if !rs_template["metadata"].is_object() {
@@ -539,7 +540,7 @@ impl<'a> Sync<'a> {
                     .await?;
                 let existing = Rs::new(live.clone());
                 if owner::is_controlled_by(&live, &self.uid())
-                    && existing.template_without_hash() == template
+                    && existing.template_without_hash() == rollout::semantic(&template)
                 {
                     // Ours, the cache had not shown it yet.
                     self.ctx

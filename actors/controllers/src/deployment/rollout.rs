@@ -354,5 +354,34 @@ pub fn template_hash(template: &Value, collision_count: Option<i32>) -> String {
         .collect()
 }
 
+/// `value` without nulls, `false`, `0`, `""`, empty objects and empty lists, at any
+/// depth: two templates that differ only in those are the same template, as Kubernetes'
+/// semantic equality (`EqualIgnoreHash`) sees typed Go objects, where an omitted field
+/// and its zero value are one thing (`kubectl rollout undo` sends a template with
+/// `creationTimestamp: null` and without `stdin: false` where the stored one differs).
+pub fn semantic(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), semantic(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(semantic).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests;

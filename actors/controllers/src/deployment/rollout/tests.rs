@@ -331,3 +331,25 @@ fn the_template_hash_is_stable_and_changes_with_template_and_collisions() {
         "{h}"
     );
 }
+
+#[test]
+fn semantic_equality_ignores_nulls_and_empties() {
+    fn check(a: Value, b: Value, equal: bool) {
+        assert_eq!(semantic(&a) == semantic(&b), equal, "{a} vs {b}");
+    }
+    use serde_json::json;
+    check(
+        json!({"metadata": {"creationTimestamp": null, "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "resources": {}}]}}),
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}),
+        true,
+    );
+    check(json!({"spec": {"volumes": []}}), json!({}), true);
+    // Go's zero values are the same as absent fields.
+    check(
+        json!({"metadata": {"generation": 0}, "spec": {"hostIPC": false, "containers": [{"name": "c", "stdin": false, "workingDir": ""}]}}),
+        json!({"spec": {"containers": [{"name": "c"}]}}),
+        true,
+    );
+    check(json!({"a": 1}), json!({}), false);
+    check(json!({"a": [1, 2]}), json!({"a": [2, 1]}), false);
+}
