@@ -159,8 +159,19 @@ fn scenario(c: &Cluster) {
         .filter(|w| w.parse::<u32>().is_ok())
         .collect();
     if revisions != ["2", "3"] {
-        let sets = c.ok(&["get", "rs", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.template}{\"\\n\"}{end}"]);
-        let d = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template}"]);
+        let sets = c.ok(&[
+            "get",
+            "rs",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.template}{\"\\n\"}{end}",
+        ]);
+        let d = c.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template}",
+        ]);
         panic!("{history}\nreplica sets:\n{sets}\ndeployment: {d}");
     }
     let sets = replica_sets(c, "web");

@@ -473,7 +473,8 @@ impl<'a> Sync<'a> {
             return Ok(None);
         }
         let template = self.template();
-        let hash = rollout::template_hash(&rollout::semantic(&template), self.status.collision_count);
+        let hash =
+            rollout::template_hash(&rollout::semantic(&template), self.status.collision_count);
         let name = format!("{}-{hash}", self.name());
         let mut rs_template = template.clone();
         if !rs_template["metadata"].is_object() {

@@ -262,7 +262,9 @@ async fn reconcile(rs: &Arc<Value>, ctx: &Context) -> Result<Action, ReconcileEr
     let old_status = typed.status.clone().unwrap_or_default();
     let mut conditions: Vec<ReplicaSetCondition> =
         old_status.conditions.clone().unwrap_or_default();
-    let has_failure = conditions.iter().any(|c| c.type_.as_deref() == Some(REPLICA_FAILURE));
+    let has_failure = conditions
+        .iter()
+        .any(|c| c.type_.as_deref() == Some(REPLICA_FAILURE));
     match &failure {
         Some((reason, message)) if !has_failure => conditions.push(ReplicaSetCondition {
             type_: Some(REPLICA_FAILURE.into()),

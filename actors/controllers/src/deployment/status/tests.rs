@@ -102,7 +102,10 @@ fn available_condition_uses_max_unavailable() {
         &counts(3, 3, 2, 2),
         at(0),
     );
-    assert_eq!(get(&s, reason::AVAILABLE).unwrap().status.as_deref(), Some("True"));
+    assert_eq!(
+        get(&s, reason::AVAILABLE).unwrap().status.as_deref(),
+        Some("True")
+    );
     let s = calculate(
         &DeploymentStatus::default(),
         Some(1),
@@ -111,7 +114,10 @@ fn available_condition_uses_max_unavailable() {
         &counts(3, 3, 1, 1),
         at(0),
     );
-    assert_eq!(get(&s, reason::AVAILABLE).unwrap().status.as_deref(), Some("False"));
+    assert_eq!(
+        get(&s, reason::AVAILABLE).unwrap().status.as_deref(),
+        Some("False")
+    );
 }
 
 #[test]
