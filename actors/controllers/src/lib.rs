@@ -10,8 +10,10 @@
 //! failures after a backoff.
 
 pub mod disruption;
+pub mod deployment;
 pub mod graph;
 pub mod informer;
+pub mod replicaset;
 pub mod runtime;
 mod namespaced;
 pub mod quota;
@@ -60,6 +62,13 @@ impl Controllers {
         tasks.push(tokio::spawn(pod_index(store.clone())));
         tasks.push(tokio::spawn(quota::run(store.clone())));
         tasks.push(tokio::spawn(disruption::run(store.clone())));
+        // Workload controllers share one cache over the kinds they need.
+        let mut kinds = replicaset::kinds();
+        kinds.extend(deployment::kinds());
+        let cache = runtime::Cache::start(store.clone(), &kinds);
+        let ctx = runtime::Context::new(store.clone(), cache, "drover-controllers");
+        tasks.extend(replicaset::start(&ctx));
+        tasks.extend(deployment::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
