@@ -9,9 +9,13 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod daemonset;
 pub mod graph;
 pub mod informer;
+pub mod localpath;
+pub mod revision;
 pub mod runtime;
+pub mod statefulset;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -55,6 +59,13 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
+        // Workload controllers on one shared cache.
+        let kinds = [statefulset::kinds(), daemonset::kinds(), localpath::kinds()].concat();
+        let cache = runtime::Cache::start(store.clone(), &kinds);
+        let ctx = runtime::Context::new(store.clone(), cache, "drover-controllers");
+        tasks.extend(statefulset::start(&ctx));
+        tasks.extend(daemonset::start(&ctx));
+        tasks.extend(localpath::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
