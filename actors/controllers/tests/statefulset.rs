@@ -115,7 +115,10 @@ async fn ordered_creation_identity_partition_rollout_and_reverse_scale_down() {
 
     // Identity: labels, hostname/subdomain, the per-ordinal claim, bound to a local PV
     // on the pod's node.
-    let pods = wait_for(&env.store, kind("", "pods"), Some("ns"), "3 pods", |p| web_pods(p, "web").len() == 3).await;
+    let pods = wait_for(&env.store, kind("", "pods"), Some("ns"), "3 ready pods", |p| {
+        web_pods(p, "web").iter().filter(|p| running_ready(p)).count() == 3
+    })
+    .await;
     let claims = wait_for(&env.store, kind("", "persistentvolumeclaims"), Some("ns"), "3 bound claims", |c| {
         c.values().filter(|c| c["status"]["phase"] == "Bound").count() == 3
     })
