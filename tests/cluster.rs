@@ -353,9 +353,15 @@ spec:
     )
     .unwrap();
     ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
-    let out = ok(kc, &["rollout", "status", "statefulset/web", "--timeout=90s"]);
+    let out = ok(
+        kc,
+        &["rollout", "status", "statefulset/web", "--timeout=90s"],
+    );
     assert!(out.contains("roll out complete"), "{out}");
-    let claims = ok(kc, &["get", "pvc", "-o", "jsonpath={.items[*].status.phase}"]);
+    let claims = ok(
+        kc,
+        &["get", "pvc", "-o", "jsonpath={.items[*].status.phase}"],
+    );
     assert_eq!(claims, "Bound Bound");
     assert_eq!(
         ok(kc, &["get", "storageclass", "-o", "name"]).trim(),
@@ -366,8 +372,14 @@ spec:
         kc,
         &["exec", "web-0", "--", "sh", "-c", "echo kept > /data/file"],
     );
-    let uid = ok(kc, &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"]);
-    ok(kc, &["delete", "pod", "web-0", "--wait=true", "--timeout=60s"]);
+    let uid = ok(
+        kc,
+        &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"],
+    );
+    ok(
+        kc,
+        &["delete", "pod", "web-0", "--wait=true", "--timeout=60s"],
+    );
     // The controller brings web-0 back (a new pod: new uid) with the same claim.
     let started = Instant::now();
     loop {
@@ -383,11 +395,28 @@ spec:
     }
     ok(
         kc,
-        &["wait", "--for=condition=Ready", "pod/web-0", "--timeout=90s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/web-0",
+            "--timeout=90s",
+        ],
     );
-    assert_eq!(ok(kc, &["exec", "web-0", "--", "cat", "/data/file"]), "kept\n");
+    assert_eq!(
+        ok(kc, &["exec", "web-0", "--", "cat", "/data/file"]),
+        "kept\n"
+    );
     // The volume is in the node's data dir.
-    let pv = ok(kc, &["get", "pvc", "data-web-0", "-o", "jsonpath={.spec.volumeName}"]);
+    let pv = ok(
+        kc,
+        &[
+            "get",
+            "pvc",
+            "data-web-0",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+    );
     assert_eq!(
         std::fs::read_to_string(data.join("node/local-path").join(pv.trim()).join("file")).unwrap(),
         "kept\n"

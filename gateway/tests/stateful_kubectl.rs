@@ -35,7 +35,12 @@ spec:
 "#;
 
 fn image(c: &Cluster, what: &str) -> String {
-    c.ok(&["get", what, "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
+    c.ok(&[
+        "get",
+        what,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
 }
 
 fn rollout_cycle(c: &Cluster, what: &str, done: &str) {
@@ -84,8 +89,18 @@ async fn rollout_status_history_undo() {
     let c = tokio::task::spawn_blocking(move || {
         c.ok(&["apply", "-f", &sts]);
         rollout_cycle(&c, "statefulset/web", "roll out complete");
-        let pods = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
-        assert_eq!(pods.split_whitespace().collect::<Vec<_>>(), ["busybox:1", "busybox:1"]);
+        let pods = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        assert_eq!(
+            pods.split_whitespace().collect::<Vec<_>>(),
+            ["busybox:1", "busybox:1"]
+        );
         c.ok(&["apply", "-f", &ds]);
         rollout_cycle(&c, "daemonset/agent", "successfully rolled out");
         c

@@ -1,7 +1,7 @@
 //! The DaemonSet controller: one pod per eligible node ([`core::fit`]), each created
 //! without `nodeName` but with required node affinity `matchFields metadata.name In
 //! [node]` (and the default daemon tolerations), so the scheduler binds it as Kubernetes
-//! >= 1.12 does; RollingUpdate under `maxUnavailable` or OnDelete; the template's
+//! does since 1.12; RollingUpdate under `maxUnavailable` or OnDelete; the template's
 //! history as ControllerRevisions ([`crate::revision`]); status counts.
 //!
 //! Node changes (added, removed, labels, taints) reconcile every DaemonSet.
@@ -74,7 +74,12 @@ impl Reconciler for DaemonSetController {
             Watch::mapped(nodes(), |cache, event| {
                 // Only what decides placement matters: not the heartbeats.
                 let placement = |n: Option<&Arc<Value>>| {
-                    n.map(|n| (n.pointer("/metadata/labels").cloned(), n.pointer("/spec/taints").cloned()))
+                    n.map(|n| {
+                        (
+                            n.pointer("/metadata/labels").cloned(),
+                            n.pointer("/spec/taints").cloned(),
+                        )
+                    })
                 };
                 if event.old.is_some()
                     && event.new.is_some()
@@ -139,8 +144,14 @@ pub fn new_pod(ds: &Value, template: &Value, hash: &str, node: &str) -> Value {
     for f in ["name", "uid", "resourceVersion", "creationTimestamp"] {
         metadata.remove(f);
     }
-    metadata.insert("generateName".into(), json!(format!("{}-", object::name(ds))));
-    metadata.insert("namespace".into(), json!(object::namespace(ds).unwrap_or("default")));
+    metadata.insert(
+        "generateName".into(),
+        json!(format!("{}-", object::name(ds))),
+    );
+    metadata.insert(
+        "namespace".into(),
+        json!(object::namespace(ds).unwrap_or("default")),
+    );
     let labels = metadata.entry("labels").or_insert_with(|| json!({}));
     if !labels.is_object() {
         *labels = json!({});
@@ -197,7 +208,10 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
         );
         return Ok(Action::await_change());
     }
-    let min_ready = ds.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+    let min_ready = ds
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let owned = || -> Vec<Arc<Value>> {
         ctx.cache
             .owned_by(pods(), &uid)
@@ -207,10 +221,17 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
     };
     let in_use: BTreeSet<String> = owned()
         .iter()
-        .filter_map(|p| object::labels(p).get(REVISION_LABEL).map(|h| format!("{name}-{h}")))
+        .filter_map(|p| {
+            object::labels(p)
+                .get(REVISION_LABEL)
+                .map(|h| format!("{name}-{h}"))
+        })
         .collect();
     let (update, _) = revision::sync(ctx, daemonsets(), ds, &in_use).await?;
-    let hash = update.strip_prefix(&format!("{name}-")).unwrap_or(&update).to_string();
+    let hash = update
+        .strip_prefix(&format!("{name}-"))
+        .unwrap_or(&update)
+        .to_string();
     let template_spec: PodSpec = ds
         .pointer("/spec/template/spec")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
@@ -231,18 +252,26 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                 DaemonPod {
                     name: object::name(p).to_string(),
                     node: target_node(p).unwrap_or_default(),
-                    hash: object::labels(p).get(REVISION_LABEL).cloned().unwrap_or_default(),
+                    hash: object::labels(p)
+                        .get(REVISION_LABEL)
+                        .cloned()
+                        .unwrap_or_default(),
                     terminating: object::is_terminating(p),
                     failed: matches!(phase, Some("Failed" | "Succeeded")),
                     ready,
                     available,
-                    created: object::meta_str(p, "creationTimestamp").unwrap_or_default().to_string(),
+                    created: object::meta_str(p, "creationTimestamp")
+                        .unwrap_or_default()
+                        .to_string(),
                 }
             })
             .collect()
     };
     let current = owned();
-    let strategy = match ds.pointer("/spec/updateStrategy/type").and_then(Value::as_str) {
+    let strategy = match ds
+        .pointer("/spec/updateStrategy/type")
+        .and_then(Value::as_str)
+    {
         Some("OnDelete") => Strategy::OnDelete,
         _ => {
             let desired = fits.values().filter(|f| f.should_run).count() as i64;
@@ -251,7 +280,9 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                 desired,
             )
             .unwrap_or(1);
-            Strategy::RollingUpdate { max_unavailable: max }
+            Strategy::RollingUpdate {
+                max_unavailable: max,
+            }
         }
     };
     let plan = core::plan(&fits, &daemon_pods(&current), &hash, strategy);
@@ -267,7 +298,9 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                     "SuccessfulCreate",
                     format!("Created pod: {}", object::name(&stored)),
                 );
-                ctx.cache.wait_for_revision(pods(), revision_of(&stored), CACHE_WAIT).await?;
+                ctx.cache
+                    .wait_for_revision(pods(), revision_of(&stored), CACHE_WAIT)
+                    .await?;
             }
             Err(StoreError::Invalid { errors, .. }) => {
                 ctx.events.record(
@@ -291,7 +324,11 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
             grace_period_seconds: object::default_grace(pod),
             ..DeleteOptions::default()
         };
-        match ctx.store.delete(pods(), object::namespace(pod), pod_name, &opts).await {
+        match ctx
+            .store
+            .delete(pods(), object::namespace(pod), pod_name, &opts)
+            .await
+        {
             Ok(outcome) => {
                 ctx.events.record(
                     daemonsets(),
@@ -302,10 +339,14 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                 );
                 match outcome {
                     drover_store::DeleteOutcome::Terminating(last) => {
-                        ctx.cache.wait_for_revision(pods(), revision_of(&last), CACHE_WAIT).await?
+                        ctx.cache
+                            .wait_for_revision(pods(), revision_of(&last), CACHE_WAIT)
+                            .await?
                     }
                     drover_store::DeleteOutcome::Deleted(_) => {
-                        ctx.cache.wait_absent(pods(), &ObjectKey::of(pod), CACHE_WAIT).await?
+                        ctx.cache
+                            .wait_absent(pods(), &ObjectKey::of(pod), CACHE_WAIT)
+                            .await?
                     }
                 }
             }
@@ -315,8 +356,16 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
     }
 
     let c = core::counts(&fits, &daemon_pods(&owned()), &hash);
-    let mut status = ds.get("status").cloned().filter(Value::is_object).unwrap_or(json!({}));
-    status["observedGeneration"] = json!(ds.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1));
+    let mut status = ds
+        .get("status")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or(json!({}));
+    status["observedGeneration"] = json!(
+        ds.pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    );
     status["desiredNumberScheduled"] = json!(c.desired);
     status["currentNumberScheduled"] = json!(c.current);
     status["numberMisscheduled"] = json!(c.misscheduled);
@@ -328,7 +377,9 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
         let mut updated = ds.clone();
         updated["status"] = status;
         let stored = ctx.store.update(daemonsets(), updated).await?;
-        ctx.cache.wait_for_revision(daemonsets(), revision_of(&stored), CACHE_WAIT).await?;
+        ctx.cache
+            .wait_for_revision(daemonsets(), revision_of(&stored), CACHE_WAIT)
+            .await?;
     }
     if min_ready > 0 && c.available < c.ready {
         return Ok(Action::requeue(Duration::from_secs(1)));

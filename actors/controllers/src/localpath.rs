@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::revision::CACHE_WAIT;
-use crate::runtime::{self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, revision_of};
+use crate::runtime::{
+    self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, revision_of,
+};
 
 #[cfg(test)]
 mod tests;
@@ -89,11 +91,17 @@ async fn ensure_class(store: drover_store::Store) {
     loop {
         match store.get(classes(), None, CLASS).await {
             Ok(_) => return,
-            Err(StoreError::NotFound { .. }) => match store.create(classes(), storage_class()).await {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => return,
-                Err(error) => tracing::warn!(message = "cannot create the local-path StorageClass; retrying", %error),
-            },
-            Err(error) => tracing::warn!(message = "cannot read the local-path StorageClass; retrying", %error),
+            Err(StoreError::NotFound { .. }) => {
+                match store.create(classes(), storage_class()).await {
+                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => return,
+                    Err(error) => {
+                        tracing::warn!(message = "cannot create the local-path StorageClass; retrying", %error)
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(message = "cannot read the local-path StorageClass; retrying", %error)
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(10));
@@ -213,7 +221,10 @@ fn claim_names(pod: &Value) -> Vec<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str))
+        .filter_map(|v| {
+            v.pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+        })
         .map(str::to_string)
         .collect()
 }
@@ -236,7 +247,9 @@ impl Reconciler for LocalPath {
                     return Vec::new();
                 };
                 let bound = |p: Option<&Arc<Value>>| {
-                    p.and_then(|p| p.pointer("/spec/nodeName")).and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                    p.and_then(|p| p.pointer("/spec/nodeName"))
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| !n.is_empty())
                 };
                 if !bound(event.new.as_ref()) || bound(event.old.as_ref()) {
                     return Vec::new();
@@ -252,7 +265,9 @@ impl Reconciler for LocalPath {
                 let Some(pv) = event.latest() else {
                     return Vec::new();
                 };
-                let ns = pv.pointer("/spec/claimRef/namespace").and_then(Value::as_str);
+                let ns = pv
+                    .pointer("/spec/claimRef/namespace")
+                    .and_then(Value::as_str);
                 let name = pv.pointer("/spec/claimRef/name").and_then(Value::as_str);
                 match (ns, name) {
                     (Some(ns), Some(name)) => vec![ObjectKey::namespaced(ns, name)],
@@ -274,7 +289,10 @@ impl Reconciler for LocalPath {
             .unwrap_or_default()
             .to_string();
         let pv_exists = !pv_name.is_empty()
-            && ctx.cache.get(volumes(), &ObjectKey::cluster(&pv_name)).is_some();
+            && ctx
+                .cache
+                .get(volumes(), &ObjectKey::cluster(&pv_name))
+                .is_some();
         let nodes = consumers(ctx, &namespace, &key.name);
         let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
         match decide(&claim, &nodes, pv_exists) {
@@ -315,7 +333,10 @@ async fn bind_claim(
 ) -> Result<(), ReconcileError> {
     let mut updated = claim.clone();
     updated["spec"]["volumeName"] = json!(object::name(pv));
-    if updated["spec"].get("storageClassName").is_none_or(Value::is_null) {
+    if updated["spec"]
+        .get("storageClassName")
+        .is_none_or(Value::is_null)
+    {
         updated["spec"]["storageClassName"] = json!(CLASS);
     }
     let annotations = object::meta_mut(&mut updated)
@@ -352,7 +373,10 @@ async fn release_volumes(
         let ours = pv
             .pointer("/metadata/annotations/drover.io~1local-path")
             .is_some();
-        let r = |f: &str| pv.pointer(&format!("/spec/claimRef/{f}")).and_then(Value::as_str);
+        let r = |f: &str| {
+            pv.pointer(&format!("/spec/claimRef/{f}"))
+                .and_then(Value::as_str)
+        };
         if !ours
             || r("namespace") != key.namespace.as_deref()
             || r("name") != Some(key.name.as_str())
@@ -363,10 +387,15 @@ async fn release_volumes(
         }
         match ctx
             .store
-            .delete(volumes(), None, object::name(&pv), &DeleteOptions {
-                uid: object::meta_str(&pv, "uid").map(str::to_string),
-                ..DeleteOptions::default()
-            })
+            .delete(
+                volumes(),
+                None,
+                object::name(&pv),
+                &DeleteOptions {
+                    uid: object::meta_str(&pv, "uid").map(str::to_string),
+                    ..DeleteOptions::default()
+                },
+            )
             .await
         {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}

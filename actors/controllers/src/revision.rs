@@ -194,7 +194,8 @@ pub async fn sync(
             .and_then(|l| serde_json::from_value(l.clone()).ok())
             .unwrap_or_default();
         let mut annotations = serde_json::Map::new();
-        if let Some(cause) = owner_obj.pointer("/metadata/annotations/kubernetes.io~1change-cause") {
+        if let Some(cause) = owner_obj.pointer("/metadata/annotations/kubernetes.io~1change-cause")
+        {
             annotations.insert("kubernetes.io/change-cause".into(), cause.clone());
         }
         let revision = json!({

@@ -73,7 +73,10 @@ impl Reconciler for StatefulSetController {
         sets()
     }
     fn watches(&self) -> Vec<Watch> {
-        vec![Watch::owned(pods(), sets()), Watch::owned(revisions(), sets())]
+        vec![
+            Watch::owned(pods(), sets()),
+            Watch::owned(revisions(), sets()),
+        ]
     }
     async fn reconcile(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, ReconcileError> {
         let Some(set) = ctx.cache.get(sets(), key) else {
@@ -107,9 +110,7 @@ pub fn pod_health(pod: &Value, min_ready: i64, now: jiff::Timestamp) -> (bool, b
         .get("lastTransitionTime")
         .and_then(Value::as_str)
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let available = since.is_some_and(|t| {
-        now.as_second() - t.as_second() >= min_ready
-    });
+    let available = since.is_some_and(|t| now.as_second() - t.as_second() >= min_ready);
     (true, available)
 }
 
@@ -131,7 +132,10 @@ fn pod_state(pod: &Value, ordinal: i64, min_ready: i64, now: jiff::Timestamp) ->
 
 fn spec_of(set: &Value, current: String, update: String) -> SetSpec {
     let i = |p: &str, d: i64| set.pointer(p).and_then(Value::as_i64).unwrap_or(d);
-    let strategy = match set.pointer("/spec/updateStrategy/type").and_then(Value::as_str) {
+    let strategy = match set
+        .pointer("/spec/updateStrategy/type")
+        .and_then(Value::as_str)
+    {
         Some("OnDelete") => Strategy::OnDelete,
         _ => Strategy::RollingUpdate {
             partition: i("/spec/updateStrategy/rollingUpdate/partition", 0).max(0),
@@ -140,7 +144,9 @@ fn spec_of(set: &Value, current: String, update: String) -> SetSpec {
     SetSpec {
         replicas: i("/spec/replicas", 1).max(0),
         start: i("/spec/ordinals/start", 0).max(0),
-        parallel: set.pointer("/spec/podManagementPolicy").and_then(Value::as_str)
+        parallel: set
+            .pointer("/spec/podManagementPolicy")
+            .and_then(Value::as_str)
             == Some("Parallel"),
         strategy,
         current,
@@ -169,7 +175,13 @@ pub fn new_pod(set: &Value, template: &Value, revision: &str, ordinal: i64) -> V
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    for f in ["name", "generateName", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "generateName",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         metadata.remove(f);
     }
     metadata.insert("name".into(), json!(pod_name));
@@ -177,9 +189,7 @@ pub fn new_pod(set: &Value, template: &Value, revision: &str, ordinal: i64) -> V
         "namespace".into(),
         json!(object::namespace(set).unwrap_or("default")),
     );
-    let labels = metadata
-        .entry("labels")
-        .or_insert_with(|| json!({}));
+    let labels = metadata.entry("labels").or_insert_with(|| json!({}));
     if !labels.is_object() {
         *labels = json!({});
     }
@@ -385,7 +395,9 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
                             set,
                             EventType::Warning,
                             "FailedCreate",
-                            format!("create Pod {pod_name} in StatefulSet {name} failed error: {errors}"),
+                            format!(
+                                "create Pod {pod_name} in StatefulSet {name} failed error: {errors}"
+                            ),
                         );
                         return Ok(Action::await_change());
                     }
@@ -415,7 +427,11 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
     if !status.is_object() {
         status = json!({});
     }
-    status["observedGeneration"] = json!(set.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1));
+    status["observedGeneration"] = json!(
+        set.pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    );
     status["replicas"] = json!(c.replicas);
     status["readyReplicas"] = json!(c.ready);
     status["availableReplicas"] = json!(c.available);
@@ -423,7 +439,11 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
     status["updatedReplicas"] = json!(c.updated);
     status["currentRevision"] = json!(c.current_revision);
     status["updateRevision"] = json!(c.update_revision);
-    status["collisionCount"] = json!(set.pointer("/status/collisionCount").and_then(Value::as_i64).unwrap_or(0));
+    status["collisionCount"] = json!(
+        set.pointer("/status/collisionCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    );
     if set.get("status") != Some(&status) {
         let mut updated = set.clone();
         updated["status"] = status;
@@ -482,7 +502,10 @@ async fn ensure_claims(ctx: &Context, set: &Value, ordinal: i64) -> Result<bool,
                     set,
                     EventType::Warning,
                     "FailedCreate",
-                    format!("create Claim {cname} for StatefulSet {} failed error: {errors}", object::name(set)),
+                    format!(
+                        "create Claim {cname} for StatefulSet {} failed error: {errors}",
+                        object::name(set)
+                    ),
                 );
                 return Ok(false);
             }
@@ -510,9 +533,13 @@ async fn delete_pod(ctx: &Context, set: &Value, pod: &Value) -> Result<(), Recon
                 set,
                 EventType::Normal,
                 "SuccessfulDelete",
-                format!("delete Pod {pod_name} in StatefulSet {} successful", object::name(set)),
+                format!(
+                    "delete Pod {pod_name} in StatefulSet {} successful",
+                    object::name(set)
+                ),
             );
-            let (drover_store::DeleteOutcome::Deleted(last) | drover_store::DeleteOutcome::Terminating(last)) = outcome;
+            let (drover_store::DeleteOutcome::Deleted(last)
+            | drover_store::DeleteOutcome::Terminating(last)) = outcome;
             let key = ObjectKey::of(pod);
             if object::is_terminating(&last) {
                 ctx.cache
@@ -552,7 +579,10 @@ async fn delete_scaled_claims(
         let prefix = format!("{tname}-{name}-");
         for claim in ctx.cache.list(claims(), Some(namespace)) {
             let cname = object::name(&claim);
-            let Some(ordinal) = cname.strip_prefix(&prefix).and_then(|o| o.parse::<i64>().ok()) else {
+            let Some(ordinal) = cname
+                .strip_prefix(&prefix)
+                .and_then(|o| o.parse::<i64>().ok())
+            else {
                 continue;
             };
             if (spec.start..end).contains(&ordinal)
@@ -563,10 +593,15 @@ async fn delete_scaled_claims(
             }
             match ctx
                 .store
-                .delete(claims(), Some(namespace), cname, &DeleteOptions {
-                    uid: object::meta_str(&claim, "uid").map(str::to_string),
-                    ..DeleteOptions::default()
-                })
+                .delete(
+                    claims(),
+                    Some(namespace),
+                    cname,
+                    &DeleteOptions {
+                        uid: object::meta_str(&claim, "uid").map(str::to_string),
+                        ..DeleteOptions::default()
+                    },
+                )
                 .await
             {
                 Ok(_) | Err(StoreError::NotFound { .. }) => {}

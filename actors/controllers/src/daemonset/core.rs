@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
+};
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +45,10 @@ pub fn default_tolerations(host_network: bool) -> Vec<Toleration> {
         toleration("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
     if host_network {
-        t.push(toleration("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        t.push(toleration(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule",
+        ));
     }
     t
 }
@@ -72,7 +77,10 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => {
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -91,7 +99,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
             ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -125,8 +137,15 @@ pub fn node_matches(spec: &PodSpec, node: &NodeInfo) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_none_or(|sel| sel.node_selector_terms.iter().any(|t| term_matches(t, node)));
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_none_or(|sel| {
+            sel.node_selector_terms
+                .iter()
+                .any(|t| term_matches(t, node))
+        });
     selector_ok && affinity_ok
 }
 
@@ -143,7 +162,10 @@ pub struct Fit {
 /// Kubernetes' `NodeShouldRunDaemonPod` for the pod template `spec`.
 pub fn fit(spec: &PodSpec, node: &NodeInfo) -> Fit {
     if !node_matches(spec, node) {
-        return Fit { should_run: false, should_continue: false };
+        return Fit {
+            should_run: false,
+            should_continue: false,
+        };
     }
     let tolerations = with_default_tolerations(
         spec.tolerations.as_deref().unwrap_or(&[]),
@@ -216,12 +238,18 @@ pub fn plan(
         by_node.entry(pod.node.as_str()).or_default().push(pod);
     }
     for list in by_node.values_mut() {
-        list.sort_by(|a, b| (a.created.as_str(), a.name.as_str()).cmp(&(b.created.as_str(), b.name.as_str())));
+        list.sort_by(|a, b| {
+            (a.created.as_str(), a.name.as_str()).cmp(&(b.created.as_str(), b.name.as_str()))
+        });
     }
     // Pods of nodes that no longer exist.
     for (node, list) in &by_node {
         if !nodes.contains_key(*node) {
-            p.delete.extend(list.iter().filter(|d| !d.terminating).map(|d| d.name.clone()));
+            p.delete.extend(
+                list.iter()
+                    .filter(|d| !d.terminating)
+                    .map(|d| d.name.clone()),
+            );
         }
     }
     let mut unavailable = 0;
@@ -237,7 +265,8 @@ pub fn plan(
             // May keep what runs here, gets nothing new.
             continue;
         }
-        let (failed, running): (Vec<&DaemonPod>, Vec<&DaemonPod>) = live.iter().partition(|d| d.failed);
+        let (failed, running): (Vec<&DaemonPod>, Vec<&DaemonPod>) =
+            live.iter().partition(|d| d.failed);
         p.delete.extend(failed.iter().map(|d| d.name.clone()));
         if running.is_empty() {
             unavailable += 1;
@@ -252,7 +281,12 @@ pub fn plan(
             .iter()
             .find(|d| d.hash == update_hash)
             .unwrap_or(&running[0]);
-        p.delete.extend(running.iter().filter(|d| d.name != keep.name).map(|d| d.name.clone()));
+        p.delete.extend(
+            running
+                .iter()
+                .filter(|d| d.name != keep.name)
+                .map(|d| d.name.clone()),
+        );
         if !keep.available {
             unavailable += 1;
         }
@@ -267,7 +301,8 @@ pub fn plan(
     }
     if let Strategy::RollingUpdate { max_unavailable } = strategy {
         let budget = (max_unavailable.max(1) - unavailable).max(0) as usize;
-        p.delete.extend(old_available.iter().take(budget).map(|d| d.name.clone()));
+        p.delete
+            .extend(old_available.iter().take(budget).map(|d| d.name.clone()));
     }
     let mut seen = BTreeSet::new();
     p.delete.retain(|n| seen.insert(n.clone()));

@@ -24,15 +24,50 @@ fn decisions() {
     let provision = |n: &str| Decision::Provision { node: n.into() };
     // No consumer on a node yet: wait for the first one (WaitForFirstConsumer).
     check(claim(None, None, "Pending"), &[], false, Decision::Nothing);
-    check(claim(None, None, "Pending"), &["n1", "n2"], false, provision("n1"));
-    check(claim(Some("local-path"), None, "Pending"), &["n2"], false, provision("n2"));
+    check(
+        claim(None, None, "Pending"),
+        &["n1", "n2"],
+        false,
+        provision("n1"),
+    );
+    check(
+        claim(Some("local-path"), None, "Pending"),
+        &["n2"],
+        false,
+        provision("n2"),
+    );
     // Another class (or the explicit empty class) is not ours.
-    check(claim(Some("fast"), None, "Pending"), &["n1"], false, Decision::Nothing);
-    check(claim(Some(""), None, "Pending"), &["n1"], false, Decision::Nothing);
+    check(
+        claim(Some("fast"), None, "Pending"),
+        &["n1"],
+        false,
+        Decision::Nothing,
+    );
+    check(
+        claim(Some(""), None, "Pending"),
+        &["n1"],
+        false,
+        Decision::Nothing,
+    );
     // Bound: nothing; named but not marked: finish.
-    check(claim(None, Some("pvc-u1"), "Bound"), &["n1"], true, Decision::Nothing);
-    check(claim(None, Some("pvc-u1"), "Pending"), &["n1"], true, Decision::MarkBound);
-    check(claim(None, Some("pvc-u1"), "Pending"), &["n1"], false, Decision::Nothing);
+    check(
+        claim(None, Some("pvc-u1"), "Bound"),
+        &["n1"],
+        true,
+        Decision::Nothing,
+    );
+    check(
+        claim(None, Some("pvc-u1"), "Pending"),
+        &["n1"],
+        true,
+        Decision::MarkBound,
+    );
+    check(
+        claim(None, Some("pvc-u1"), "Pending"),
+        &["n1"],
+        false,
+        Decision::Nothing,
+    );
     // Terminating claims are left alone.
     let mut gone = claim(None, None, "Pending");
     gone["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");

@@ -42,9 +42,29 @@ fn plans() {
     // First revision.
     check(&[], "a", &[], 10, None, 1, true, false, &[]);
     // Unchanged template: nothing to do.
-    check(&[rev("web-a", 1, "a")], "a", &[], 10, Some("web-a"), 1, false, false, &[]);
+    check(
+        &[rev("web-a", 1, "a")],
+        "a",
+        &[],
+        10,
+        Some("web-a"),
+        1,
+        false,
+        false,
+        &[],
+    );
     // New template: a new revision with the next number.
-    check(&[rev("web-a", 1, "a")], "b", &[], 10, None, 2, true, false, &[]);
+    check(
+        &[rev("web-a", 1, "a")],
+        "b",
+        &[],
+        10,
+        None,
+        2,
+        true,
+        false,
+        &[],
+    );
     // Rollback to an older template: its revision becomes the newest.
     check(
         &[rev("web-a", 1, "a"), rev("web-b", 2, "b")],
@@ -59,7 +79,11 @@ fn plans() {
     );
     // History limit: the oldest unused revisions go, never one in use.
     check(
-        &[rev("web-a", 1, "a"), rev("web-b", 2, "b"), rev("web-c", 3, "c")],
+        &[
+            rev("web-a", 1, "a"),
+            rev("web-b", 2, "b"),
+            rev("web-c", 3, "c"),
+        ],
         "d",
         &["web-a"],
         1,
@@ -91,5 +115,8 @@ fn hashes_are_kubernetes_shaped() {
     let h = hash(&wanted("a"), None);
     assert!(h.len() >= 8 && h.len() <= 10, "{h}");
     assert_ne!(h, hash(&wanted("a"), Some(1)));
-    assert_eq!(template_of(&wanted("a")).unwrap()["spec"]["containers"][0]["image"], "a");
+    assert_eq!(
+        template_of(&wanted("a")).unwrap()["spec"]["containers"][0]["image"],
+        "a"
+    );
 }

@@ -147,7 +147,10 @@ pub fn plan(spec: &SetSpec, pods: &[PodState]) -> Plan {
     }
 
     // Condemned pods, highest ordinal first.
-    let mut condemned: Vec<&PodState> = pods.iter().filter(|p| !wanted.contains(&p.ordinal)).collect();
+    let mut condemned: Vec<&PodState> = pods
+        .iter()
+        .filter(|p| !wanted.contains(&p.ordinal))
+        .collect();
     condemned.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
     for p in condemned {
         if p.terminating {

@@ -51,7 +51,12 @@ impl Env {
     }
 
     /// Starts hollow node `idx` with extra labels and registration taints.
-    pub async fn add_node(&mut self, idx: usize, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> String {
+    pub async fn add_node(
+        &mut self,
+        idx: usize,
+        labels: &[(&str, &str)],
+        taints: &[(&str, &str)],
+    ) -> String {
         let agent = start_node(&self.store, idx, labels, taints).await;
         let name = agent_name(idx);
         self.agents.push(agent);
@@ -69,12 +74,19 @@ impl Env {
 
 /// The name of hollow node `idx`.
 pub fn agent_name(idx: usize) -> String {
-    drover_node::fleet::node_config(&FleetConfig::default(), idx).identity.name
+    drover_node::fleet::node_config(&FleetConfig::default(), idx)
+        .identity
+        .name
 }
 
 /// Starts hollow node `idx` (named as in a hollow fleet) with extra labels and
 /// registration taints.
-pub async fn start_node(store: &Store, idx: usize, labels: &[(&str, &str)], taints: &[(&str, &str)]) -> NodeAgent {
+pub async fn start_node(
+    store: &Store,
+    idx: usize,
+    labels: &[(&str, &str)],
+    taints: &[(&str, &str)],
+) -> NodeAgent {
     let config = FleetConfig {
         lease_renew_interval: Duration::from_millis(500),
         ..FleetConfig::default()
@@ -92,7 +104,9 @@ pub async fn start_node(store: &Store, idx: usize, labels: &[(&str, &str)], tain
         })
         .collect();
     let runtime = Arc::new(HollowRuntime::seeded(HollowConfig::default(), idx as u64));
-    NodeAgent::start(store.clone(), runtime, agent).await.unwrap()
+    NodeAgent::start(store.clone(), runtime, agent)
+        .await
+        .unwrap()
 }
 
 /// Waits until `pred` holds for the set of current objects of `kind` in `ns` (watched
@@ -104,7 +118,10 @@ pub async fn wait_for(
     what: &str,
     pred: impl Fn(&BTreeMap<String, Value>) -> bool,
 ) -> BTreeMap<String, Value> {
-    let mut watch = store.watch(kind, ns, 0, WatchOptions::default()).await.unwrap();
+    let mut watch = store
+        .watch(kind, ns, 0, WatchOptions::default())
+        .await
+        .unwrap();
     let mut objects = BTreeMap::new();
     let result = tokio::time::timeout(GUARD, async {
         while let Some(event) = watch.next().await {
@@ -138,7 +155,10 @@ pub fn running_ready(pod: &Value) -> bool {
         && pod
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
         && !object::is_terminating(pod)
 }
 
@@ -161,7 +181,10 @@ pub async fn bind_forever(store: Store) {
             let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else {
                 continue;
             };
-            let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+            let bound = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
             if bound || object::is_terminating(&pod) {
                 continue;
             }
@@ -169,7 +192,8 @@ pub async fn bind_forever(store: Store) {
                 let mut updated = pod.clone();
                 updated["spec"]["nodeName"] = Value::from(node);
                 match store.update(pods, updated).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {}
+                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                    }
                     Err(e) => panic!("binding: {e}"),
                 }
             }
@@ -183,10 +207,18 @@ async fn choose(store: &Store, pod: &Value) -> Option<String> {
         .await
         .ok()?
         .items;
-    let selector = pod.pointer("/spec/nodeSelector").and_then(Value::as_object).cloned().unwrap_or_default();
+    let selector = pod
+        .pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut candidates: Vec<&Value> = nodes
         .iter()
-        .filter(|n| selector.iter().all(|(k, v)| n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v)))
+        .filter(|n| {
+            selector
+                .iter()
+                .all(|(k, v)| n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
+        })
         .collect();
     // A daemon pod names its node.
     if let Some(target) = pod
@@ -202,15 +234,24 @@ async fn choose(store: &Store, pod: &Value) -> Option<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str))
+        .filter_map(|v| {
+            v.pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+        })
     {
-        let Ok(pvc) = store.get(kind("", "persistentvolumeclaims"), Some(ns), claim).await else {
+        let Ok(pvc) = store
+            .get(kind("", "persistentvolumeclaims"), Some(ns), claim)
+            .await
+        else {
             return None;
         };
         let Some(volume) = pvc.pointer("/spec/volumeName").and_then(Value::as_str) else {
             continue;
         };
-        let pv = store.get(kind("", "persistentvolumes"), None, volume).await.ok()?;
+        let pv = store
+            .get(kind("", "persistentvolumes"), None, volume)
+            .await
+            .ok()?;
         if let Some(node) = pv
             .pointer("/spec/nodeAffinity/required/nodeSelectorTerms/0/matchExpressions/0/values/0")
             .and_then(Value::as_str)
@@ -222,6 +263,8 @@ async fn choose(store: &Store, pod: &Value) -> Option<String> {
     if candidates.is_empty() {
         return None;
     }
-    let h = object::name(pod).bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    let h = object::name(pod)
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
     Some(object::name(candidates[h % candidates.len()]).to_string())
 }
