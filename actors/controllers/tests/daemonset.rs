@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Env, kind, label, running_ready, wait_for};
+use common::{Env, edit, kind, label, running_ready, wait_for};
 use drover_store::{WatchEvent, WatchOptions, object};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -123,9 +123,10 @@ async fn one_pod_per_eligible_node_new_nodes_and_rolling_update() {
         .watch(kind("", "pods"), Some("ns"), 0, WatchOptions::default())
         .await
         .unwrap();
-    let mut ds_obj = env.store.get(sets, Some("ns"), "agent").await.unwrap();
-    ds_obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
-    env.store.update(sets, ds_obj).await.unwrap();
+    edit(&env.store, sets, Some("ns"), "agent", |ds_obj| {
+        ds_obj["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
+    })
+    .await;
     let d = status(&env, |d| {
         i(d, "/status/updatedNumberScheduled") == 2
             && i(d, "/status/numberAvailable") == 2

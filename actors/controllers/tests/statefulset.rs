@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Env, kind, label, running_ready, wait_for};
+use common::{Env, edit, kind, label, running_ready, wait_for};
 use drover_store::{DeleteOptions, WatchEvent, WatchOptions, object};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -252,11 +252,12 @@ async fn ordered_creation_identity_partition_rollout_and_reverse_scale_down() {
     );
 
     // Partition 2 with a new image: only web-2 moves to the new revision.
-    let mut set = env.store.get(sets, Some("ns"), "web").await.unwrap();
-    set["spec"]["updateStrategy"] =
-        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
-    set["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
-    env.store.update(sets, set).await.unwrap();
+    edit(&env.store, sets, Some("ns"), "web", |set| {
+        set["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+        set["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:2");
+    })
+    .await;
     let set = set_status(&env, "web", |s| {
         i(s, "/status/updatedReplicas") == 1
             && i(s, "/status/readyReplicas") == 3
@@ -293,9 +294,10 @@ async fn ordered_creation_identity_partition_rollout_and_reverse_scale_down() {
 
     // Partition 0: the rest follows, from the highest ordinal down.
     drain(&mut log);
-    let mut set = env.store.get(sets, Some("ns"), "web").await.unwrap();
-    set["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(0);
-    env.store.update(sets, set).await.unwrap();
+    edit(&env.store, sets, Some("ns"), "web", |set| {
+        set["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(0);
+    })
+    .await;
     let set = set_status(&env, "web", |s| {
         i(s, "/status/updatedReplicas") == 3
             && i(s, "/status/readyReplicas") == 3
@@ -317,9 +319,10 @@ async fn ordered_creation_identity_partition_rollout_and_reverse_scale_down() {
     );
 
     // Scale down to 1: web-2 goes before web-1; the claims stay (Retain).
-    let mut set = env.store.get(sets, Some("ns"), "web").await.unwrap();
-    set["spec"]["replicas"] = json!(1);
-    env.store.update(sets, set).await.unwrap();
+    edit(&env.store, sets, Some("ns"), "web", |set| {
+        set["spec"]["replicas"] = json!(1);
+    })
+    .await;
     set_status(&env, "web", |s| {
         i(s, "/status/replicas") == 1 && i(s, "/status/readyReplicas") == 1
     })

@@ -150,6 +150,27 @@ pub async fn wait_for(
     }
 }
 
+/// Read-modify-write of one object, retried on conflicts (the controllers write its
+/// status meanwhile).
+pub async fn edit(
+    store: &Store,
+    kind: &'static bus_schema::KindInfo,
+    ns: Option<&str>,
+    name: &str,
+    f: impl Fn(&mut Value),
+) {
+    for _ in 0..100 {
+        let mut obj = store.get(kind, ns, name).await.unwrap();
+        f(&mut obj);
+        match store.update(kind, obj).await {
+            Ok(_) => return,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => panic!("updating {name}: {e}"),
+        }
+    }
+    panic!("updating {name}: conflicts without end");
+}
+
 pub fn running_ready(pod: &Value) -> bool {
     pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
         && pod
