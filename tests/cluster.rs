@@ -402,3 +402,201 @@ spec:
     let status = up.terminate().await;
     assert!(status.success(), "drover exit status {status}");
 }
+
+#[test]
+fn statefulset_volume_survives_pod_deletion() {
+    if !drover_testkit::netns::enter("statefulset_volume_survives_pod_deletion") {
+        return;
+    }
+    drover_testkit::init_tracing();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(statefulset_scenario());
+}
+
+/// Test-only binder standing in for the scheduler: binds every unbound live pod to
+/// `node` (one node, so there is nothing to choose) by CAS on the store.
+async fn bind_all_to(nats_url: String, node: &'static str) {
+    use drover_store::{Store, StoreConfig, WatchEvent, WatchOptions, object};
+    use futures::StreamExt;
+    let client = async_nats::connect(&nats_url).await.unwrap();
+    let store = Store::new(client, StoreConfig::default()).await.unwrap();
+    let pods = bus_schema::kinds::by_group_resource("", "pods").unwrap();
+    let mut watch = store
+        .watch(pods, None, 0, WatchOptions::default())
+        .await
+        .unwrap();
+    while let Some(Ok(event)) = watch.next().await {
+        let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else {
+            continue;
+        };
+        if pod.pointer("/spec/nodeName").is_some() || object::is_terminating(&pod) {
+            continue;
+        }
+        let mut bound = pod.clone();
+        bound["spec"]["nodeName"] = serde_json::json!(node);
+        let _ = store.update(pods, bound).await;
+    }
+}
+
+async fn statefulset_scenario() {
+    let dir = tempfile::Builder::new()
+        .prefix("drover-sts-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("data");
+    let _purge = Purge(ContainerdPaths::new(data.join("node")));
+    let nats_port = free_port().to_string();
+    let api_port = free_port().to_string();
+    let mut up = Up::spawn_with_agent(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--nats-port",
+        &nats_port,
+        "--api-port",
+        &api_port,
+        "--node-name",
+        "node-a",
+    ]);
+    let export = up.wait_for("export KUBECONFIG=").await;
+    let kubeconfig = export
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_string();
+    up.wait_for("node node-a ready").await;
+    let kc = kubeconfig.as_str();
+    let binder = tokio::spawn(bind_all_to(
+        format!("nats://127.0.0.1:{nats_port}"),
+        "node-a",
+    ));
+
+    let archive = dir.path().join("busybox.tar");
+    let spec = drover_node::image::busybox_image(
+        IMAGE,
+        Path::new("/bin/busybox"),
+        &["sh", "sleep", "echo", "cat"],
+    )
+    .unwrap();
+    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["image", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(data.join("node"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drover image import: {out:?}");
+
+    let manifest = dir.path().join("sts.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  replicas: 2
+  serviceName: web
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {IMAGE}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "while true; do sleep 1; done"]
+        volumeMounts:
+        - {{name: data, mountPath: /data}}
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests: {{storage: 1Gi}}
+"#
+        ),
+    )
+    .unwrap();
+    ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    let out = ok(
+        kc,
+        &["rollout", "status", "statefulset/web", "--timeout=90s"],
+    );
+    assert!(out.contains("roll out complete"), "{out}");
+    let claims = ok(
+        kc,
+        &["get", "pvc", "-o", "jsonpath={.items[*].status.phase}"],
+    );
+    assert_eq!(claims, "Bound Bound");
+    assert_eq!(
+        ok(kc, &["get", "storageclass", "-o", "name"]).trim(),
+        "storageclass.storage.k8s.io/local-path"
+    );
+
+    ok(
+        kc,
+        &["exec", "web-0", "--", "sh", "-c", "echo kept > /data/file"],
+    );
+    let uid = ok(
+        kc,
+        &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"],
+    );
+    ok(
+        kc,
+        &["delete", "pod", "web-0", "--wait=true", "--timeout=60s"],
+    );
+    // The controller brings web-0 back (a new pod: new uid) with the same claim.
+    let started = Instant::now();
+    loop {
+        let (code, new_uid, _) = kubectl(
+            kc,
+            &["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"],
+        );
+        if code == 0 && !new_uid.is_empty() && new_uid != uid {
+            break;
+        }
+        assert!(started.elapsed() < GUARD, "web-0 was not recreated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ok(
+        kc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/web-0",
+            "--timeout=90s",
+        ],
+    );
+    assert_eq!(
+        ok(kc, &["exec", "web-0", "--", "cat", "/data/file"]),
+        "kept\n"
+    );
+    // The volume is in the node's data dir.
+    let pv = ok(
+        kc,
+        &[
+            "get",
+            "pvc",
+            "data-web-0",
+            "-o",
+            "jsonpath={.spec.volumeName}",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("node/local-path").join(pv.trim()).join("file")).unwrap(),
+        "kept\n"
+    );
+    binder.abort();
+    let status = up.terminate().await;
+    assert!(status.success(), "drover exit status {status}");
+}

@@ -9,14 +9,18 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
-pub mod disruption;
+pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod graph;
 pub mod informer;
-pub mod replicaset;
-pub mod runtime;
+pub mod localpath;
 mod namespaced;
 pub mod quota;
+pub mod replicaset;
+pub mod revision;
+pub mod runtime;
+pub mod statefulset;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -63,12 +67,21 @@ impl Controllers {
         tasks.push(tokio::spawn(quota::run(store.clone())));
         tasks.push(tokio::spawn(disruption::run(store.clone())));
         // Workload controllers share one cache over the kinds they need.
-        let mut kinds = replicaset::kinds();
-        kinds.extend(deployment::kinds());
+        let kinds = [
+            replicaset::kinds(),
+            deployment::kinds(),
+            statefulset::kinds(),
+            daemonset::kinds(),
+            localpath::kinds(),
+        ]
+        .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
         let ctx = runtime::Context::new(store.clone(), cache, "drover-controllers");
         tasks.extend(replicaset::start(&ctx));
         tasks.extend(deployment::start(&ctx));
+        tasks.extend(statefulset::start(&ctx));
+        tasks.extend(daemonset::start(&ctx));
+        tasks.extend(localpath::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
