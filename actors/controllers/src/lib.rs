@@ -9,8 +9,10 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod cronjob;
 pub mod graph;
 pub mod informer;
+pub mod job;
 pub mod runtime;
 
 use std::collections::BTreeSet;
@@ -55,7 +57,13 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
-        tasks.push(tokio::spawn(collector(store, rx, tx)));
+        tasks.push(tokio::spawn(collector(store.clone(), rx, tx)));
+        // Workload controllers on the runtime's shared cache.
+        let kinds: Vec<_> = job::kinds().into_iter().chain(cronjob::kinds()).collect();
+        let cache = runtime::Cache::start(store.clone(), &kinds);
+        let ctx = runtime::Context::new(store, cache, "kube-controller-manager");
+        tasks.extend(job::start(&ctx));
+        tasks.extend(cronjob::start(&ctx));
         Controllers { tasks }
     }
 
