@@ -82,7 +82,19 @@ async fn jobs_through_kubectl() {
     let c = Cluster::start().await;
     let (_fleet, binder) = node(&c.store).await;
 
-    let out = ok(&c, &["create", "job", "hello", "--image=busybox", "--", "echo", "hi"]).await;
+    let out = ok(
+        &c,
+        &[
+            "create",
+            "job",
+            "hello",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi",
+        ],
+    )
+    .await;
     assert_eq!(out.trim(), "job.batch/hello created");
 
     let manifest = c.write(
@@ -106,13 +118,26 @@ spec:
 "#,
     );
     ok(&c, &["apply", "-f", &manifest]).await;
-    let out = ok(&c, &["wait", "--for=condition=complete", "job/quick", "--timeout=90s"]).await;
+    let out = ok(
+        &c,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/quick",
+            "--timeout=90s",
+        ],
+    )
+    .await;
     assert_eq!(out.trim(), "job.batch/quick condition met");
 
     let table = ok(&c, &["get", "jobs"]).await;
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+        "{table}"
+    );
     let quick: Vec<&str> = table
         .lines()
         .find(|l| l.starts_with("quick "))
@@ -129,7 +154,10 @@ spec:
         .collect();
     assert_eq!(&hello[1..3], ["Running", "0/1"], "{table}");
     let wide = ok(&c, &["get", "job", "hello", "-o", "wide"]).await;
-    assert!(wide.contains("batch.kubernetes.io/controller-uid="), "{wide}");
+    assert!(
+        wide.contains("batch.kubernetes.io/controller-uid="),
+        "{wide}"
+    );
 
     ok(&c, &["delete", "job", "hello", "--wait=false"]).await;
     binder.abort();
@@ -142,7 +170,15 @@ async fn cronjobs_through_kubectl() {
 
     let out = ok(
         &c,
-        &["create", "cronjob", "nightly", "--image=busybox", "--schedule=0 3 * * *", "--", "true"],
+        &[
+            "create",
+            "cronjob",
+            "nightly",
+            "--image=busybox",
+            "--schedule=0 3 * * *",
+            "--",
+            "true",
+        ],
     )
     .await;
     assert_eq!(out.trim(), "cronjob.batch/nightly created");
@@ -150,29 +186,62 @@ async fn cronjobs_through_kubectl() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"],
+        [
+            "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"
+        ],
         "{table}"
     );
     assert!(table.contains("0 3 * * *"), "{table}");
 
     let out = ok(&c, &["create", "job", "manual", "--from=cronjob/nightly"]).await;
     assert_eq!(out.trim(), "job.batch/manual created");
-    let job: Value = serde_json::from_str(&ok(&c, &["get", "job", "manual", "-o", "json"]).await).unwrap();
-    assert_eq!(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
+    let job: Value =
+        serde_json::from_str(&ok(&c, &["get", "job", "manual", "-o", "json"]).await).unwrap();
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
     assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
     assert_eq!(job["metadata"]["ownerReferences"][0]["name"], "nightly");
     // The Job controller runs it: its pod appears, labelled with the Job's name.
     let out = ok(
         &c,
-        &["wait", "--for=create", "pod", "-l", "batch.kubernetes.io/job-name=manual", "--timeout=60s"],
+        &[
+            "wait",
+            "--for=create",
+            "pod",
+            "-l",
+            "batch.kubernetes.io/job-name=manual",
+            "--timeout=60s",
+        ],
     )
     .await;
     assert!(out.contains("condition met"), "{out}");
-    let schedule = ok(&c, &["get", "cronjob", "nightly", "-o", "jsonpath={.spec.schedule}"]).await;
+    let schedule = ok(
+        &c,
+        &[
+            "get",
+            "cronjob",
+            "nightly",
+            "-o",
+            "jsonpath={.spec.schedule}",
+        ],
+    )
+    .await;
     assert_eq!(schedule, "0 3 * * *");
 
     // A schedule the controller cannot read is reported as an event, not a crash.
-    ok(&c, &["create", "cronjob", "broken", "--image=busybox", "--schedule=61 * * * *"]).await;
+    ok(
+        &c,
+        &[
+            "create",
+            "cronjob",
+            "broken",
+            "--image=busybox",
+            "--schedule=61 * * * *",
+        ],
+    )
+    .await;
     let events = bus_schema::kinds::by_group_resource("", "events").unwrap();
     let mut watch = c
         .store
@@ -191,7 +260,16 @@ async fn cronjobs_through_kubectl() {
     })
     .await
     .expect("an UnparseableSchedule event about the broken cronjob");
-    let listed = ok(&c, &["get", "events", "--field-selector", "involvedObject.name=broken"]).await;
+    let listed = ok(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=broken",
+        ],
+    )
+    .await;
     assert!(listed.contains("UnparseableSchedule"), "{listed}");
     binder.abort();
 }

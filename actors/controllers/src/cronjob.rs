@@ -20,10 +20,10 @@ use k8s_openapi::api::batch::v1::{CronJobSpec, CronJobStatus};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use self::core::{ChildJob, Concurrency, Input, REQUEUE_SLACK};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
 };
-use self::core::{ChildJob, Concurrency, Input, REQUEUE_SLACK};
 use schedule::Schedule;
 
 /// The annotation with the time a Job was scheduled for.
@@ -177,7 +177,10 @@ pub fn new_job(cronjob: &Value, schedule: &Schedule, scheduled: Timestamp) -> Va
         "annotations": annotations,
         "ownerReferences": [owner::controller_reference(cronjobs(), cronjob)],
     });
-    if let Some(labels) = template.pointer("/metadata/labels").filter(|l| l.is_object()) {
+    if let Some(labels) = template
+        .pointer("/metadata/labels")
+        .filter(|l| l.is_object())
+    {
         meta["labels"] = labels.clone();
     }
     json!({
@@ -274,8 +277,13 @@ impl Reconciler for CronJobController {
         };
         let plan = self::core::plan(object::name(&cj), &input);
         for event in &plan.events {
-            ctx.events
-                .record(cronjobs(), &cj, event.type_, event.reason, event.message.clone());
+            ctx.events.record(
+                cronjobs(),
+                &cj,
+                event.type_,
+                event.reason,
+                event.message.clone(),
+            );
         }
         for (name, job_uid) in &plan.delete {
             let opts = DeleteOptions {
@@ -371,8 +379,13 @@ impl Reconciler for CronJobController {
                     })
             })
             .collect();
-        let mut new_status = cj.get("status").cloned().filter(Value::is_object).unwrap_or(json!({}));
-        let time = |t: Option<Timestamp>| t.map(|t| json!(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        let mut new_status = cj
+            .get("status")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({}));
+        let time =
+            |t: Option<Timestamp>| t.map(|t| json!(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
         if active.is_empty() {
             if let Some(m) = new_status.as_object_mut() {
                 m.remove("active");

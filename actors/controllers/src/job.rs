@@ -20,13 +20,13 @@ use k8s_openapi::api::batch::v1::{JobSpec, JobStatus};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::runtime::{
-    self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
-};
-pub use self::core::{JobConfig, PodInfo};
 use self::core::{
     COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME, LEGACY_CONTROLLER_UID, LEGACY_JOB_NAME,
     TRACKING_FINALIZER,
+};
+pub use self::core::{JobConfig, PodInfo};
+use crate::runtime::{
+    self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
 };
 
 /// How long a reconcile waits for the cache to show its own writes.
@@ -83,12 +83,17 @@ impl Reconciler for JobController {
             release_orphans(ctx, key, None).await?;
             return Ok(Action::await_change());
         };
-        let uid = object::meta_str(&job, "uid").unwrap_or_default().to_string();
+        let uid = object::meta_str(&job, "uid")
+            .unwrap_or_default()
+            .to_string();
         release_orphans(ctx, key, Some(&uid)).await?;
         if object::is_terminating(&job) {
             // The garbage collector deletes the pods; they must not wait for a count.
             for pod in owned_pods(ctx, &uid) {
-                if object::finalizers(&pod).iter().any(|f| f == TRACKING_FINALIZER) {
+                if object::finalizers(&pod)
+                    .iter()
+                    .any(|f| f == TRACKING_FINALIZER)
+                {
                     remove_finalizer(ctx, &pod).await?;
                 }
             }
@@ -118,9 +123,8 @@ impl Reconciler for JobController {
         let mut job = job;
         if plan.status != status {
             let mut updated = (*job).clone();
-            updated["status"] = serde_json::to_value(&plan.status).map_err(|e| {
-                ReconcileError::Other(format!("cannot encode the job status: {e}"))
-            })?;
+            updated["status"] = serde_json::to_value(&plan.status)
+                .map_err(|e| ReconcileError::Other(format!("cannot encode the job status: {e}")))?;
             let stored = ctx.store.update(jobs(), updated).await?;
             wait(ctx, jobs(), &stored).await?;
             job = Arc::new(stored);
@@ -163,8 +167,13 @@ impl Reconciler for JobController {
             wait(ctx, pods(), &created).await?;
         }
         for event in &plan.events {
-            ctx.events
-                .record(jobs(), &job, event.type_, event.reason, event.message.clone());
+            ctx.events.record(
+                jobs(),
+                &job,
+                event.type_,
+                event.reason,
+                event.message.clone(),
+            );
         }
         if plan.delete_job {
             let opts = DeleteOptions {
@@ -191,7 +200,11 @@ impl Reconciler for JobController {
     }
 }
 
-async fn wait(ctx: &Context, kind: &'static KindInfo, stored: &Value) -> Result<(), ReconcileError> {
+async fn wait(
+    ctx: &Context,
+    kind: &'static KindInfo,
+    stored: &Value,
+) -> Result<(), ReconcileError> {
     ctx.cache
         .wait_for_revision(kind, runtime::revision_of(stored), CACHE_WAIT)
         .await
@@ -216,7 +229,11 @@ async fn release_orphans(
         .cache
         .list(pods(), key.namespace.as_deref())
         .into_iter()
-        .filter(|p| object::finalizers(p).iter().any(|f| f == TRACKING_FINALIZER))
+        .filter(|p| {
+            object::finalizers(p)
+                .iter()
+                .any(|f| f == TRACKING_FINALIZER)
+        })
         .filter(|p| owner::controller_key(p, jobs()).as_ref() == Some(key))
         .filter(|p| current_uid.is_none_or(|uid| !owner::is_controlled_by(p, uid)))
         .collect();
@@ -237,9 +254,7 @@ pub fn with_generated_selector(job: &Value) -> Option<Value> {
     let name = object::name(job);
     let mut job = job.clone();
     job["spec"]["selector"] = json!({"matchLabels": {CONTROLLER_UID: uid}});
-    let template = job["spec"]
-        .get_mut("template")
-        .filter(|t| t.is_object())?;
+    let template = job["spec"].get_mut("template").filter(|t| t.is_object())?;
     let meta = template
         .as_object_mut()?
         .entry("metadata")
@@ -307,7 +322,9 @@ fn pod_info(pod: &Value) -> PodInfo {
             .and_then(|a| a.get(COMPLETION_INDEX))
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok()),
-        has_finalizer: object::finalizers(pod).iter().any(|f| f == TRACKING_FINALIZER),
+        has_finalizer: object::finalizers(pod)
+            .iter()
+            .any(|f| f == TRACKING_FINALIZER),
         restarts,
         created: parse_time(pod.pointer("/metadata/creationTimestamp")),
         finished,
@@ -342,7 +359,11 @@ pub fn new_pod(job: &Value, index: Option<i32>) -> Value {
             }
             meta[field][COMPLETION_INDEX] = json!(i.to_string());
         }
-        if spec.get("hostname").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if spec
+            .get("hostname")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             spec["hostname"] = json!(format!("{name}-{i}"));
         }
         for list in ["initContainers", "containers"] {
@@ -372,7 +393,10 @@ async fn delete_pod(
 ) -> Result<(), ReconcileError> {
     let grace = ctx
         .cache
-        .get(pods(), &ObjectKey::namespaced(key.namespace.as_deref().unwrap_or("default"), name))
+        .get(
+            pods(),
+            &ObjectKey::namespaced(key.namespace.as_deref().unwrap_or("default"), name),
+        )
         .and_then(|p| object::default_grace(&p));
     let opts = DeleteOptions {
         uid: Some(uid.to_string()),
@@ -427,7 +451,9 @@ async fn remove_finalizer(ctx: &Context, pod: &Value) -> Result<(), ReconcileErr
                     .get(kind, object::namespace(pod), object::name(pod))
                     .await
                 {
-                    Ok(fresh) if object::meta_str(&fresh, "uid") == object::meta_str(pod, "uid") => {
+                    Ok(fresh)
+                        if object::meta_str(&fresh, "uid") == object::meta_str(pod, "uid") =>
+                    {
                         current = fresh;
                     }
                     Ok(_) | Err(StoreError::NotFound { .. }) => return Ok(()),

@@ -47,9 +47,20 @@ async fn env() -> Env {
     let cache = Cache::start(store.clone(), &kinds);
     let ctx = Context::new(store.clone(), cache, "test");
     let clock = ManualClock::new(Timestamp::now());
-    let mut tasks = job::start_with(&ctx, JobConfig { backoff_base: Duration::from_millis(100) });
+    let mut tasks = job::start_with(
+        &ctx,
+        JobConfig {
+            backoff_base: Duration::from_millis(100),
+        },
+    );
     tasks.extend(cronjob::start_with(&ctx, clock.clone()));
-    Env { _nats: nats, store, clock, _nodes: nodes, tasks }
+    Env {
+        _nats: nats,
+        store,
+        clock,
+        _nodes: nodes,
+        tasks,
+    }
 }
 
 /// A CronJob running every minute whose Job's container exits 0 after 50 ms, or runs
@@ -77,7 +88,10 @@ fn cron(name: &str, extra: Value, finishes: bool) -> Value {
 /// Creates the CronJob; returns its creation time rounded down to the minute.
 async fn create(env: &Env, cj: Value) -> i64 {
     let created = env.store.create(cronjobs(), cj).await.unwrap();
-    let at: Timestamp = object::meta_str(&created, "creationTimestamp").unwrap().parse().unwrap();
+    let at: Timestamp = object::meta_str(&created, "creationTimestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
     at.as_second().div_euclid(60) * 60
 }
 
@@ -95,45 +109,87 @@ async fn wait_job(env: &Env, name: &str, what: &str, pred: impl Fn(&Value) -> bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_minute_starts_a_job_and_history_is_pruned() {
     let env = env().await;
-    let base = create(&env, cron("tick", json!({"successfulJobsHistoryLimit": 2}), true)).await;
+    let base = create(
+        &env,
+        cron("tick", json!({"successfulJobsHistoryLimit": 2}), true),
+    )
+    .await;
     let mut names = Vec::new();
     for i in 1..=3 {
         let minute = base + 60 * i;
         let name = tick(&env, "tick", minute);
-        let done = wait_job(&env, &name, "the minute's job completes", |j| has_condition(j, "Complete")).await;
-        let scheduled = Timestamp::from_second(minute).unwrap().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        assert_eq!(done["metadata"]["annotations"][SCHEDULED_TIMESTAMP], scheduled.as_str());
+        let done = wait_job(&env, &name, "the minute's job completes", |j| {
+            has_condition(j, "Complete")
+        })
+        .await;
+        let scheduled = Timestamp::from_second(minute)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        assert_eq!(
+            done["metadata"]["annotations"][SCHEDULED_TIMESTAMP],
+            scheduled.as_str()
+        );
         assert_eq!(done["metadata"]["labels"]["app"], "tick");
         assert_eq!(done["metadata"]["ownerReferences"][0]["kind"], "CronJob");
-        wait_object(&env.store, cronjobs(), "default", "tick", "lastScheduleTime", |cj| {
-            cj["status"]["lastScheduleTime"] == scheduled.as_str()
-        })
+        wait_object(
+            &env.store,
+            cronjobs(),
+            "default",
+            "tick",
+            "lastScheduleTime",
+            |cj| cj["status"]["lastScheduleTime"] == scheduled.as_str(),
+        )
         .await;
         names.push(name);
     }
     // Three successful Jobs with a limit of two: the oldest goes.
     wait_deleted(&env.store, jobs(), "default", &names[0]).await;
-    let cj = wait_object(&env.store, cronjobs(), "default", "tick", "no active jobs", |cj| {
-        cj["status"].get("active").is_none() && cj["status"]["lastSuccessfulTime"].is_string()
-    })
+    let cj = wait_object(
+        &env.store,
+        cronjobs(),
+        "default",
+        "tick",
+        "no active jobs",
+        |cj| cj["status"].get("active").is_none() && cj["status"]["lastSuccessfulTime"].is_string(),
+    )
     .await;
     assert!(cj["status"]["lastSuccessfulTime"].is_string(), "{cj}");
     for kept in &names[1..] {
         env.store.get(jobs(), Some("default"), kept).await.unwrap();
     }
-    wait_events(&env.store, "default", "tick", &["SuccessfulCreate", "SawCompletedJob", "SuccessfulDelete"]).await;
+    wait_events(
+        &env.store,
+        "default",
+        "tick",
+        &["SuccessfulCreate", "SawCompletedJob", "SuccessfulDelete"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbid_skips_a_run_while_a_job_is_active() {
     let env = env().await;
-    let base = create(&env, cron("lone", json!({"concurrencyPolicy": "Forbid"}), false)).await;
+    let base = create(
+        &env,
+        cron("lone", json!({"concurrencyPolicy": "Forbid"}), false),
+    )
+    .await;
     let first = tick(&env, "lone", base + 60);
     wait_job(&env, &first, "the first job", |_| true).await;
     let second = tick(&env, "lone", base + 120);
     wait_events(&env.store, "default", "lone", &["JobAlreadyActive"]).await;
-    assert!(env.store.get(jobs(), Some("default"), &second).await.is_err());
-    let cj = env.store.get(cronjobs(), Some("default"), "lone").await.unwrap();
+    assert!(
+        env.store
+            .get(jobs(), Some("default"), &second)
+            .await
+            .is_err()
+    );
+    let cj = env
+        .store
+        .get(cronjobs(), Some("default"), "lone")
+        .await
+        .unwrap();
     let active: Vec<&str> = cj["status"]["active"]
         .as_array()
         .unwrap()
@@ -146,15 +202,28 @@ async fn forbid_skips_a_run_while_a_job_is_active() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_deletes_the_active_job() {
     let env = env().await;
-    let base = create(&env, cron("swap", json!({"concurrencyPolicy": "Replace"}), false)).await;
+    let base = create(
+        &env,
+        cron("swap", json!({"concurrencyPolicy": "Replace"}), false),
+    )
+    .await;
     let first = tick(&env, "swap", base + 60);
     wait_job(&env, &first, "the first job", |_| true).await;
     let second = tick(&env, "swap", base + 120);
     wait_job(&env, &second, "the second job", |_| true).await;
     wait_deleted(&env.store, jobs(), "default", &first).await;
-    let cj = wait_object(&env.store, cronjobs(), "default", "swap", "only the second job active", |cj| {
-        cj["status"]["active"].as_array().is_some_and(|a| a.len() == 1 && a[0]["name"] == second.as_str())
-    })
+    let cj = wait_object(
+        &env.store,
+        cronjobs(),
+        "default",
+        "swap",
+        "only the second job active",
+        |cj| {
+            cj["status"]["active"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["name"] == second.as_str())
+        },
+    )
     .await;
     assert_eq!(cj["status"]["active"][0]["kind"], "Job");
     wait_event(&env.store, kind("", "events"), "default", "SuccessfulDelete of the first job", |e| {

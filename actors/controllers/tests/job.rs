@@ -62,7 +62,15 @@ async fn completions_and_parallelism_are_respected() {
     let env = env().await;
     let created = env
         .store
-        .create(jobs(), job("batch", json!({"completions": 5, "parallelism": 2}), Some(200), 0))
+        .create(
+            jobs(),
+            job(
+                "batch",
+                json!({"completions": 5, "parallelism": 2}),
+                Some(200),
+                0,
+            ),
+        )
         .await
         .unwrap();
     let uid = object::meta_str(&created, "uid").unwrap().to_string();
@@ -71,32 +79,43 @@ async fn completions_and_parallelism_are_respected() {
     let mut active: BTreeSet<String> = BTreeSet::new();
     let mut max_active = 0;
     let mut succeeded: BTreeSet<String> = BTreeSet::new();
-    wait_event(&env.store, pods(), "default", "5 pods of the job succeeded", |e| {
-        match e {
-            WatchEvent::Added(p) | WatchEvent::Modified(p) if controlled_by(p, &uid) => {
-                let id = object::meta_str(p, "uid").unwrap().to_string();
-                let phase = p.pointer("/status/phase").and_then(Value::as_str);
-                if object::is_terminating(p) || matches!(phase, Some("Succeeded" | "Failed")) {
-                    active.remove(&id);
-                } else {
-                    active.insert(id.clone());
+    wait_event(
+        &env.store,
+        pods(),
+        "default",
+        "5 pods of the job succeeded",
+        |e| {
+            match e {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) if controlled_by(p, &uid) => {
+                    let id = object::meta_str(p, "uid").unwrap().to_string();
+                    let phase = p.pointer("/status/phase").and_then(Value::as_str);
+                    if object::is_terminating(p) || matches!(phase, Some("Succeeded" | "Failed")) {
+                        active.remove(&id);
+                    } else {
+                        active.insert(id.clone());
+                    }
+                    if phase == Some("Succeeded") {
+                        succeeded.insert(id);
+                    }
                 }
-                if phase == Some("Succeeded") {
-                    succeeded.insert(id);
+                WatchEvent::Deleted(p) => {
+                    active.remove(object::meta_str(p, "uid").unwrap_or_default());
                 }
+                _ => {}
             }
-            WatchEvent::Deleted(p) => {
-                active.remove(object::meta_str(p, "uid").unwrap_or_default());
-            }
-            _ => {}
-        }
-        max_active = max_active.max(active.len());
-        succeeded.len() >= 5
-    })
+            max_active = max_active.max(active.len());
+            succeeded.len() >= 5
+        },
+    )
     .await;
-    let done = wait_object(&env.store, jobs(), "default", "batch", "job Complete", |j| {
-        has_condition(j, "Complete")
-    })
+    let done = wait_object(
+        &env.store,
+        jobs(),
+        "default",
+        "batch",
+        "job Complete",
+        |j| has_condition(j, "Complete"),
+    )
     .await;
     assert!(max_active <= 2, "{max_active} pods were active at once");
     assert_eq!(done["status"]["succeeded"], 5, "{done}");
@@ -115,7 +134,12 @@ async fn completions_and_parallelism_are_respected() {
     for p in &pods {
         assert!(object::name(p).starts_with("batch-"));
         let labels = object::labels(p);
-        assert_eq!(labels.get("batch.kubernetes.io/job-name").map(String::as_str), Some("batch"));
+        assert_eq!(
+            labels
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str),
+            Some("batch")
+        );
         assert_eq!(labels.get("job-name").map(String::as_str), Some("batch"));
         assert_eq!(labels.get("batch.kubernetes.io/controller-uid"), Some(&uid));
         assert!(object::finalizers(p).is_empty(), "{p}");
@@ -124,7 +148,13 @@ async fn completions_and_parallelism_are_respected() {
         done.pointer("/spec/selector/matchLabels/batch.kubernetes.io~1controller-uid"),
         Some(&json!(uid))
     );
-    wait_events(&env.store, "default", "batch", &["SuccessfulCreate", "Completed"]).await;
+    wait_events(
+        &env.store,
+        "default",
+        "batch",
+        &["SuccessfulCreate", "Completed"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +162,10 @@ async fn backoff_limit_fails_the_job() {
     let env = env().await;
     let created = env
         .store
-        .create(jobs(), job("flaky", json!({"backoffLimit": 1}), Some(100), 3))
+        .create(
+            jobs(),
+            job("flaky", json!({"backoffLimit": 1}), Some(100), 3),
+        )
         .await
         .unwrap();
     let uid = object::meta_str(&created, "uid").unwrap().to_string();
@@ -141,8 +174,14 @@ async fn backoff_limit_fails_the_job() {
         has_condition(j, "Failed")
     })
     .await;
-    assert_eq!(condition(&failed, "Failed").unwrap()["reason"], "BackoffLimitExceeded");
-    assert_eq!(condition(&failed, "FailureTarget").unwrap()["reason"], "BackoffLimitExceeded");
+    assert_eq!(
+        condition(&failed, "Failed").unwrap()["reason"],
+        "BackoffLimitExceeded"
+    );
+    assert_eq!(
+        condition(&failed, "FailureTarget").unwrap()["reason"],
+        "BackoffLimitExceeded"
+    );
     assert_eq!(failed["status"]["failed"], 2, "{failed}");
     assert_eq!(failed["status"]["succeeded"], 0);
     assert!(failed["status"].get("completionTime").is_none());
@@ -160,7 +199,15 @@ async fn active_deadline_fails_the_job_and_stops_its_pods() {
     let env = env().await;
     let created = env
         .store
-        .create(jobs(), job("slow", json!({"activeDeadlineSeconds": 1, "parallelism": 2, "completions": 2}), None, 0))
+        .create(
+            jobs(),
+            job(
+                "slow",
+                json!({"activeDeadlineSeconds": 1, "parallelism": 2, "completions": 2}),
+                None,
+                0,
+            ),
+        )
         .await
         .unwrap();
     let uid = object::meta_str(&created, "uid").unwrap().to_string();
@@ -173,7 +220,10 @@ async fn active_deadline_fails_the_job_and_stops_its_pods() {
         has_condition(j, "Failed")
     })
     .await;
-    assert_eq!(condition(&failed, "Failed").unwrap()["reason"], "DeadlineExceeded");
+    assert_eq!(
+        condition(&failed, "Failed").unwrap()["reason"],
+        "DeadlineExceeded"
+    );
     assert_eq!(
         condition(&failed, "Failed").unwrap()["message"],
         "Job was active longer than specified deadline"
@@ -187,7 +237,13 @@ async fn active_deadline_fails_the_job_and_stops_its_pods() {
         .filter(|p| controlled_by(p, &uid))
         .collect();
     assert!(left.is_empty(), "pods left: {left:?}");
-    wait_events(&env.store, "default", "slow", &["DeadlineExceeded", "SuccessfulDelete"]).await;
+    wait_events(
+        &env.store,
+        "default",
+        "slow",
+        &["DeadlineExceeded", "SuccessfulDelete"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,19 +251,31 @@ async fn ttl_after_finished_deletes_the_job_and_its_pods() {
     let env = env().await;
     let created = env
         .store
-        .create(jobs(), job("short", json!({"ttlSecondsAfterFinished": 1}), Some(50), 0))
+        .create(
+            jobs(),
+            job("short", json!({"ttlSecondsAfterFinished": 1}), Some(50), 0),
+        )
         .await
         .unwrap();
     let uid = object::meta_str(&created, "uid").unwrap().to_string();
-    wait_object(&env.store, jobs(), "default", "short", "job Complete", |j| {
-        has_condition(j, "Complete")
-    })
+    wait_object(
+        &env.store,
+        jobs(),
+        "default",
+        "short",
+        "job Complete",
+        |j| has_condition(j, "Complete"),
+    )
     .await;
     wait_deleted(&env.store, jobs(), "default", "short").await;
     // The garbage collector removes the pods of the deleted Job (background).
-    wait_event(&env.store, pods(), "default", "the job's pod deleted", |e| {
-        matches!(e, WatchEvent::Deleted(p) if controlled_by(p, &uid))
-    })
+    wait_event(
+        &env.store,
+        pods(),
+        "default",
+        "the job's pod deleted",
+        |e| matches!(e, WatchEvent::Deleted(p) if controlled_by(p, &uid)),
+    )
     .await;
 }
 
@@ -218,7 +286,12 @@ async fn indexed_job_completes_every_index_once() {
         .store
         .create(
             jobs(),
-            job("idx", json!({"completionMode": "Indexed", "completions": 4, "parallelism": 2}), Some(100), 0),
+            job(
+                "idx",
+                json!({"completionMode": "Indexed", "completions": 4, "parallelism": 2}),
+                Some(100),
+                0,
+            ),
         )
         .await
         .unwrap();
@@ -230,14 +303,25 @@ async fn indexed_job_completes_every_index_once() {
     assert_eq!(done["status"]["completedIndexes"], "0-3", "{done}");
     assert_eq!(done["status"]["succeeded"], 4);
     let mut by_index: BTreeMap<String, usize> = BTreeMap::new();
-    for p in list_pods(&env.store, "default").await.iter().filter(|p| controlled_by(p, &uid)) {
+    for p in list_pods(&env.store, "default")
+        .await
+        .iter()
+        .filter(|p| controlled_by(p, &uid))
+    {
         let index = p
             .pointer("/metadata/annotations/batch.kubernetes.io~1job-completion-index")
             .and_then(Value::as_str)
             .unwrap()
             .to_string();
-        assert_eq!(object::labels(p).get("batch.kubernetes.io/job-completion-index"), Some(&index));
-        assert!(object::name(p).starts_with(&format!("idx-{index}-")), "{}", object::name(p));
+        assert_eq!(
+            object::labels(p).get("batch.kubernetes.io/job-completion-index"),
+            Some(&index)
+        );
+        assert!(
+            object::name(p).starts_with(&format!("idx-{index}-")),
+            "{}",
+            object::name(p)
+        );
         assert_eq!(p["spec"]["hostname"], format!("idx-{index}"));
         let env_var = p["spec"]["containers"][0]["env"]
             .as_array()
@@ -251,6 +335,11 @@ async fn indexed_job_completes_every_index_once() {
     }
     assert_eq!(
         by_index,
-        BTreeMap::from([("0".into(), 1), ("1".into(), 1), ("2".into(), 1), ("3".into(), 1)])
+        BTreeMap::from([
+            ("0".into(), 1),
+            ("1".into(), 1),
+            ("2".into(), 1),
+            ("3".into(), 1)
+        ])
     );
 }

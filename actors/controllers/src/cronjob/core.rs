@@ -155,7 +155,9 @@ pub fn plan(name: &str, input: &Input<'_>) -> Plan {
     }
     let mut earliest = input.last_schedule.unwrap_or(input.created);
     if let Some(deadline) = input.starting_deadline
-        && let Ok(cutoff) = input.now.checked_sub(jiff::SignedDuration::from_secs(deadline))
+        && let Ok(cutoff) = input
+            .now
+            .checked_sub(jiff::SignedDuration::from_secs(deadline))
         && cutoff > earliest
     {
         earliest = cutoff;
@@ -183,7 +185,10 @@ pub fn plan(name: &str, input: &Input<'_>) -> Plan {
         out.events.push(Event {
             type_: EventType::Warning,
             reason: "MissSchedule",
-            message: format!("Missed scheduled time to start a job: {}", rfc1123(scheduled)),
+            message: format!(
+                "Missed scheduled time to start a job: {}",
+                rfc1123(scheduled)
+            ),
         });
         return out;
     }

@@ -50,13 +50,27 @@ struct Bounds {
     names: &'static [&'static str],
 }
 
-const MINUTE: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOUR: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTE: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTH: Bounds = Bounds {
     min: 1,
     max: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 const DOW: Bounds = Bounds {
     min: 0,
@@ -116,7 +130,9 @@ fn field(expr: &str, b: &Bounds) -> Result<(u64, bool), ScheduleError> {
         }
         let step = step.unwrap_or(1);
         if step == 0 {
-            return Err(ScheduleError::Field(format!("step of range should be a positive number: {part}")));
+            return Err(ScheduleError::Field(format!(
+                "step of range should be a positive number: {part}"
+            )));
         }
         let mut v = start;
         while v <= end {
@@ -198,7 +214,11 @@ impl Schedule {
     fn day_matches(&self, d: Date) -> bool {
         let dom = self.days & (1 << d.day()) != 0;
         let dow = self.weekdays & (1 << d.weekday().to_sunday_zero_offset()) != 0;
-        if self.day_star { dom && dow } else { dom || dow }
+        if self.day_star {
+            dom && dow
+        } else {
+            dom || dow
+        }
     }
 
     /// The first scheduled time strictly after `after`; None when there is none within
@@ -221,11 +241,21 @@ impl Schedule {
                 continue;
             }
             if !self.day_matches(t.date()) {
-                t = t.date().tomorrow().ok()?.to_datetime(jiff::civil::Time::midnight());
+                t = t
+                    .date()
+                    .tomorrow()
+                    .ok()?
+                    .to_datetime(jiff::civil::Time::midnight());
                 continue;
             }
             if self.hours & (1 << t.hour()) == 0 {
-                t = t.with().minute(0).build().ok()?.checked_add(1.hour()).ok()?;
+                t = t
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
                 continue;
             }
             if self.minutes & (1 << t.minute()) == 0 {
@@ -271,7 +301,11 @@ pub fn next_runs(schedule: &Schedule, last: Timestamp, now: Timestamp) -> Runs {
     let mut t = last;
     while let Some(at) = schedule.next_after(t) {
         if at > now {
-            return Runs { most_recent, missed, next: Some(at) };
+            return Runs {
+                most_recent,
+                missed,
+                next: Some(at),
+            };
         }
         missed += 1;
         most_recent = Some(at);
@@ -281,7 +315,11 @@ pub fn next_runs(schedule: &Schedule, last: Timestamp, now: Timestamp) -> Runs {
         }
     }
     if missed <= MAX_MISSED {
-        return Runs { most_recent, missed, next: None };
+        return Runs {
+            most_recent,
+            missed,
+            next: None,
+        };
     }
     // Many missed: look back from now over windows doubling in size until one holds a
     // scheduled time, then walk that window forward to the last one.
@@ -290,7 +328,9 @@ pub fn next_runs(schedule: &Schedule, last: Timestamp, now: Timestamp) -> Runs {
     most_recent = None;
     let mut minutes: i64 = 1;
     while minutes < 20 * 366 * 24 * 60 {
-        let Ok(from) = now.checked_sub(jiff::SignedDuration::from_mins(minutes)) else { break };
+        let Ok(from) = now.checked_sub(jiff::SignedDuration::from_mins(minutes)) else {
+            break;
+        };
         let mut t = from;
         while let Some(at) = schedule.next_after(t).filter(|at| *at <= now) {
             most_recent = Some(at);
@@ -302,7 +342,11 @@ pub fn next_runs(schedule: &Schedule, last: Timestamp, now: Timestamp) -> Runs {
         minutes *= 2;
     }
     let most_recent = most_recent.or(counted_to);
-    Runs { most_recent, missed, next }
+    Runs {
+        most_recent,
+        missed,
+        next,
+    }
 }
 
 #[cfg(test)]

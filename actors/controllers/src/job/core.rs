@@ -153,7 +153,14 @@ fn find_condition<'a>(status: &'a JobStatus, type_: &str) -> Option<&'a JobCondi
 }
 
 /// Sets condition `type_` to `status` (keeping the transition time when it does not change).
-fn set_condition(st: &mut JobStatus, type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) {
+fn set_condition(
+    st: &mut JobStatus,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let conditions = st.conditions.get_or_insert_with(Vec::new);
     if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
         if c.status == status {
@@ -254,8 +261,16 @@ pub fn plan(
     let mut failed = st.failed.unwrap_or(0);
     // Uids whose finalizer is gone are counted now; the rest stay uncounted.
     for (list, counter, keep) in [
-        (uncounted.succeeded.unwrap_or_default(), &mut succeeded, &mut unc_succeeded),
-        (uncounted.failed.unwrap_or_default(), &mut failed, &mut unc_failed),
+        (
+            uncounted.succeeded.unwrap_or_default(),
+            &mut succeeded,
+            &mut unc_succeeded,
+        ),
+        (
+            uncounted.failed.unwrap_or_default(),
+            &mut failed,
+            &mut unc_failed,
+        ),
     ] {
         for uid in list {
             match by_uid.get(uid.as_str()) {
@@ -383,10 +398,24 @@ pub fn plan(
         }
     };
     if success || condition_true(&st, "SuccessCriteriaMet") {
-        set_condition(&mut st, "SuccessCriteriaMet", "True", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now);
+        set_condition(
+            &mut st,
+            "SuccessCriteriaMet",
+            "True",
+            REASON_COMPLETIONS,
+            MESSAGE_COMPLETIONS,
+            now,
+        );
         delete_all(&active, &mut out);
         if active.is_empty() && terminating == 0 && all_counted {
-            set_condition(&mut st, "Complete", "True", REASON_COMPLETIONS, MESSAGE_COMPLETIONS, now);
+            set_condition(
+                &mut st,
+                "Complete",
+                "True",
+                REASON_COMPLETIONS,
+                MESSAGE_COMPLETIONS,
+                now,
+            );
             st.completion_time = Some(Time(now));
             out.events.push(Event {
                 type_: EventType::Normal,
@@ -404,7 +433,14 @@ pub fn plan(
     if spec.suspend == Some(true) {
         delete_all(&active, &mut out);
         if !condition_true(&st, "Suspended") {
-            set_condition(&mut st, "Suspended", "True", "JobSuspended", "Job suspended", now);
+            set_condition(
+                &mut st,
+                "Suspended",
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                now,
+            );
             out.events.push(Event {
                 type_: EventType::Normal,
                 reason: "Suspended",
@@ -419,7 +455,14 @@ pub fn plan(
         return out;
     }
     if condition_true(&st, "Suspended") {
-        set_condition(&mut st, "Suspended", "False", "JobResumed", "Job resumed", now);
+        set_condition(
+            &mut st,
+            "Suspended",
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now,
+        );
         out.events.push(Event {
             type_: EventType::Normal,
             reason: "Resumed",
@@ -445,7 +488,13 @@ pub fn plan(
         let mut extra: Vec<&PodInfo> = Vec::new();
         for p in by_age {
             match p.index {
-                Some(i) if (0..completions).contains(&i) && !completed.contains(&i) && seen.insert(i) => keep += 1,
+                Some(i)
+                    if (0..completions).contains(&i)
+                        && !completed.contains(&i)
+                        && seen.insert(i) =>
+                {
+                    keep += 1
+                }
                 _ => extra.push(p),
             }
         }
@@ -484,13 +533,7 @@ pub fn plan(
         if n_active > want {
             let mut victims = active.clone();
             // Not ready and pending pods go first, then the newest.
-            victims.sort_by_key(|p| {
-                (
-                    p.ready,
-                    p.phase == "Running",
-                    std::cmp::Reverse(p.created),
-                )
-            });
+            victims.sort_by_key(|p| (p.ready, p.phase == "Running", std::cmp::Reverse(p.created)));
             for p in victims.into_iter().take((n_active - want) as usize) {
                 out.delete.push((p.name.clone(), p.uid.clone()));
             }
@@ -505,7 +548,11 @@ pub fn plan(
             .backoff_base
             .saturating_mul(1u32 << exp)
             .min(MAX_BACKOFF);
-        let last_failure = pods.iter().filter(|p| p.failed()).filter_map(|p| p.finished).max();
+        let last_failure = pods
+            .iter()
+            .filter(|p| p.failed())
+            .filter_map(|p| p.finished)
+            .max();
         if let Some(at) = last_failure {
             let ready_at = at
                 .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())

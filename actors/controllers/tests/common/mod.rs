@@ -152,7 +152,12 @@ pub fn condition<'a>(job: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 /// Waits until the object is gone.
-pub async fn wait_deleted(store: &Store, kind: &'static bus_schema::KindInfo, ns: &str, name: &str) {
+pub async fn wait_deleted(
+    store: &Store,
+    kind: &'static bus_schema::KindInfo,
+    ns: &str,
+    name: &str,
+) {
     tokio::time::timeout(GUARD, async {
         loop {
             match store.get(kind, Some(ns), name).await {
@@ -186,14 +191,20 @@ pub async fn list_pods(store: &Store, ns: &str) -> Vec<Value> {
 /// written in the background).
 pub async fn wait_events(store: &Store, ns: &str, name: &str, reasons: &[&str]) {
     let mut seen: Vec<String> = Vec::new();
-    wait_event(store, kind("", "events"), ns, &format!("events {reasons:?} about {name}"), |e| {
-        if let WatchEvent::Added(ev) | WatchEvent::Modified(ev) = e
-            && ev.pointer("/involvedObject/name").and_then(Value::as_str) == Some(name)
-            && let Some(reason) = ev["reason"].as_str()
-        {
-            seen.push(reason.to_string());
-        }
-        reasons.iter().all(|r| seen.iter().any(|s| s == r))
-    })
+    wait_event(
+        store,
+        kind("", "events"),
+        ns,
+        &format!("events {reasons:?} about {name}"),
+        |e| {
+            if let WatchEvent::Added(ev) | WatchEvent::Modified(ev) = e
+                && ev.pointer("/involvedObject/name").and_then(Value::as_str) == Some(name)
+                && let Some(reason) = ev["reason"].as_str()
+            {
+                seen.push(reason.to_string());
+            }
+            reasons.iter().all(|r| seen.iter().any(|s| s == r))
+        },
+    )
     .await;
 }

@@ -69,40 +69,81 @@ const JOB_1001: &str = "cj-29454361";
 
 #[test]
 fn scheduling() {
-    check("nothing due yet", base(&[]), Expect {
-        create: None,
-        delete: vec![],
-        active: vec![],
-        events: vec![],
-        requeue_at: Some("2026-01-01T10:01:00Z"),
-    });
-    check("due: create", Input { now: ts("10:01:05"), ..base(&[]) }, Expect {
-        create: Some("2026-01-01T10:01:00Z"),
-        delete: vec![],
-        active: vec![JOB_1001],
-        events: vec![],
-        requeue_at: Some("2026-01-01T10:02:00Z"),
-    });
+    check(
+        "nothing due yet",
+        base(&[]),
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec![],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:01:00Z"),
+        },
+    );
+    check(
+        "due: create",
+        Input {
+            now: ts("10:01:05"),
+            ..base(&[])
+        },
+        Expect {
+            create: Some("2026-01-01T10:01:00Z"),
+            delete: vec![],
+            active: vec![JOB_1001],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
+    );
     check(
         "already scheduled",
-        Input { now: ts("10:01:05"), last_schedule: Some(ts("10:01:00")), ..base(&[]) },
-        Expect { create: None, delete: vec![], active: vec![], events: vec![], requeue_at: Some("2026-01-01T10:02:00Z") },
+        Input {
+            now: ts("10:01:05"),
+            last_schedule: Some(ts("10:01:00")),
+            ..base(&[])
+        },
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec![],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
     );
     check(
         "its job exists (status write was lost)",
-        Input { now: ts("10:01:05"), ..base(&[job(JOB_1001, "running", "10:01:00")]) },
-        Expect { create: None, delete: vec![], active: vec![JOB_1001], events: vec![], requeue_at: Some("2026-01-01T10:02:00Z") },
+        Input {
+            now: ts("10:01:05"),
+            ..base(&[job(JOB_1001, "running", "10:01:00")])
+        },
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec![JOB_1001],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
     );
-    check("suspended", Input { now: ts("10:01:05"), suspend: true, ..base(&[]) }, Expect {
-        create: None,
-        delete: vec![],
-        active: vec![],
-        events: vec![],
-        requeue_at: None,
-    });
+    check(
+        "suspended",
+        Input {
+            now: ts("10:01:05"),
+            suspend: true,
+            ..base(&[])
+        },
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec![],
+            events: vec![],
+            requeue_at: None,
+        },
+    );
     check(
         "three missed: only the most recent runs",
-        Input { now: ts("10:03:05"), ..base(&[]) },
+        Input {
+            now: ts("10:03:05"),
+            ..base(&[])
+        },
         Expect {
             create: Some("2026-01-01T10:03:00Z"),
             delete: vec![],
@@ -113,7 +154,10 @@ fn scheduling() {
     );
     check(
         "too many missed",
-        Input { now: ts("13:00:05"), ..base(&[]) },
+        Input {
+            now: ts("13:00:05"),
+            ..base(&[])
+        },
         Expect {
             create: Some("2026-01-01T13:00:00Z"),
             delete: vec![],
@@ -124,7 +168,11 @@ fn scheduling() {
     );
     check(
         "startingDeadlineSeconds bounds the look-back: no warning",
-        Input { now: ts("13:00:05"), starting_deadline: Some(200), ..base(&[]) },
+        Input {
+            now: ts("13:00:05"),
+            starting_deadline: Some(200),
+            ..base(&[])
+        },
         Expect {
             create: Some("2026-01-01T13:00:00Z"),
             delete: vec![],
@@ -135,8 +183,20 @@ fn scheduling() {
     );
     check(
         "past the starting deadline the missed run is skipped",
-        Input { now: ts("10:01:50"), starting_deadline: Some(30), created: ts("09:00:00"), last_schedule: Some(ts("10:00:00")), ..base(&[]) },
-        Expect { create: None, delete: vec![], active: vec![], events: vec![], requeue_at: Some("2026-01-01T10:02:00Z") },
+        Input {
+            now: ts("10:01:50"),
+            starting_deadline: Some(30),
+            created: ts("09:00:00"),
+            last_schedule: Some(ts("10:00:00")),
+            ..base(&[])
+        },
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec![],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
     );
 }
 
@@ -149,27 +209,39 @@ fn concurrency_policies() {
         concurrency: policy,
         ..base(&running)
     };
-    check("Allow", due(Concurrency::Allow), Expect {
-        create: Some("2026-01-01T10:01:00Z"),
-        delete: vec![],
-        active: vec!["cj-29454360", JOB_1001],
-        events: vec![],
-        requeue_at: Some("2026-01-01T10:02:00Z"),
-    });
-    check("Forbid", due(Concurrency::Forbid), Expect {
-        create: None,
-        delete: vec![],
-        active: vec!["cj-29454360"],
-        events: vec!["JobAlreadyActive"],
-        requeue_at: Some("2026-01-01T10:02:00Z"),
-    });
-    check("Replace", due(Concurrency::Replace), Expect {
-        create: Some("2026-01-01T10:01:00Z"),
-        delete: vec!["cj-29454360"],
-        active: vec![JOB_1001],
-        events: vec![],
-        requeue_at: Some("2026-01-01T10:02:00Z"),
-    });
+    check(
+        "Allow",
+        due(Concurrency::Allow),
+        Expect {
+            create: Some("2026-01-01T10:01:00Z"),
+            delete: vec![],
+            active: vec!["cj-29454360", JOB_1001],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
+    );
+    check(
+        "Forbid",
+        due(Concurrency::Forbid),
+        Expect {
+            create: None,
+            delete: vec![],
+            active: vec!["cj-29454360"],
+            events: vec!["JobAlreadyActive"],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
+    );
+    check(
+        "Replace",
+        due(Concurrency::Replace),
+        Expect {
+            create: Some("2026-01-01T10:01:00Z"),
+            delete: vec!["cj-29454360"],
+            active: vec![JOB_1001],
+            events: vec![],
+            requeue_at: Some("2026-01-01T10:02:00Z"),
+        },
+    );
 }
 
 #[test]
@@ -188,22 +260,34 @@ fn history_limits_delete_the_oldest_finished_jobs() {
         last_schedule: Some(ts("10:00:00")),
         ..base(&jobs)
     };
-    check("3 successful and 1 failed kept", input.clone(), Expect {
-        create: None,
-        delete: vec!["s1", "f1"],
-        active: vec!["r"],
-        events: vec!["SawCompletedJob"],
-        requeue_at: Some("2026-01-01T10:01:00Z"),
-    });
+    check(
+        "3 successful and 1 failed kept",
+        input.clone(),
+        Expect {
+            create: None,
+            delete: vec!["s1", "f1"],
+            active: vec!["r"],
+            events: vec!["SawCompletedJob"],
+            requeue_at: Some("2026-01-01T10:01:00Z"),
+        },
+    );
     let p = plan("cj", &input);
     assert_eq!(p.last_successful, Some(ts("09:04:00")));
-    check("limits of 0 delete every finished job", Input { successful_limit: 0, failed_limit: 0, ..input }, Expect {
-        create: None,
-        delete: vec!["s1", "s2", "s3", "s4", "f1", "f2"],
-        active: vec!["r"],
-        events: vec!["SawCompletedJob"],
-        requeue_at: Some("2026-01-01T10:01:00Z"),
-    });
+    check(
+        "limits of 0 delete every finished job",
+        Input {
+            successful_limit: 0,
+            failed_limit: 0,
+            ..input
+        },
+        Expect {
+            create: None,
+            delete: vec!["s1", "s2", "s3", "s4", "f1", "f2"],
+            active: vec!["r"],
+            events: vec!["SawCompletedJob"],
+            requeue_at: Some("2026-01-01T10:01:00Z"),
+        },
+    );
 }
 
 #[test]

@@ -120,36 +120,63 @@ fn started() -> Value {
 
 #[test]
 fn pods_are_created_up_to_parallelism_and_remaining_completions() {
-    check("fresh job", spec(json!({})), status(json!({})), &[], Expect {
-        create: vec![None, None],
-        counts: (0, 0, 0, 0),
-        ..Default::default()
-    });
-    check("one running, one to add", spec(json!({})), status(started()), &[pod("a", "running")], Expect {
-        create: vec![None],
-        counts: (1, 0, 0, 0),
-        ..Default::default()
-    });
+    check(
+        "fresh job",
+        spec(json!({})),
+        status(json!({})),
+        &[],
+        Expect {
+            create: vec![None, None],
+            counts: (0, 0, 0, 0),
+            ..Default::default()
+        },
+    );
+    check(
+        "one running, one to add",
+        spec(json!({})),
+        status(started()),
+        &[pod("a", "running")],
+        Expect {
+            create: vec![None],
+            counts: (1, 0, 0, 0),
+            ..Default::default()
+        },
+    );
     check(
         "two succeeded: only one more pod",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 2, "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 2, "uncountedTerminatedPods": {}}),
+        ),
         &[],
-        Expect { create: vec![None], counts: (0, 2, 0, 0), ..Default::default() },
+        Expect {
+            create: vec![None],
+            counts: (0, 2, 0, 0),
+            ..Default::default()
+        },
     );
     check(
         "parallelism lowered: the pending pod goes first",
         spec(json!({"parallelism": 1})),
         status(started()),
         &[pod("a", "ready"), pod("b", "pending")],
-        Expect { delete: vec!["b"], counts: (1, 0, 0, 0), ..Default::default() },
+        Expect {
+            delete: vec!["b"],
+            counts: (1, 0, 0, 0),
+            ..Default::default()
+        },
     );
     check(
         "work queue (no completions): after one success no new pods",
         spec(json!({"completions": null})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "uncountedTerminatedPods": {}}),
+        ),
         &[pod("a", "running")],
-        Expect { counts: (1, 1, 0, 0), ..Default::default() },
+        Expect {
+            counts: (1, 1, 0, 0),
+            ..Default::default()
+        },
     );
 }
 
@@ -160,30 +187,59 @@ fn finished_pods_are_counted_once_through_the_finalizer() {
         spec(json!({})),
         status(started()),
         &[pod("a", "ok"), pod("b", "running")],
-        Expect { create: vec![None], unfinalize: vec!["a"], counts: (1, 0, 0, 1), ..Default::default() },
+        Expect {
+            create: vec![None],
+            unfinalize: vec!["a"],
+            counts: (1, 0, 0, 1),
+            ..Default::default()
+        },
     );
     check(
         "once the finalizer is gone it is counted",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "uncountedTerminatedPods": {"succeeded": ["a"]}})),
-        &[pod("a", "ok-done"), pod("b", "running"), pod("c", "running")],
-        Expect { counts: (2, 1, 0, 0), ..Default::default() },
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "uncountedTerminatedPods": {"succeeded": ["a"]}}),
+        ),
+        &[
+            pod("a", "ok-done"),
+            pod("b", "running"),
+            pod("c", "running"),
+        ],
+        Expect {
+            counts: (2, 1, 0, 0),
+            ..Default::default()
+        },
     );
     check(
         "a pod deleted after it was recorded is counted, not lost",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "uncountedTerminatedPods": {"failed": ["a"]}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "uncountedTerminatedPods": {"failed": ["a"]}}),
+        ),
         &[],
         // The failed pod is replaced only after the backoff (its finish time is unknown
         // here, so no delay).
-        Expect { create: vec![None, None], counts: (0, 0, 1, 0), ..Default::default() },
+        Expect {
+            create: vec![None, None],
+            counts: (0, 0, 1, 0),
+            ..Default::default()
+        },
     );
     check(
         "a counted pod without finalizer is not counted again",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "uncountedTerminatedPods": {}})),
-        &[pod("a", "ok-done"), pod("b", "running"), pod("c", "running")],
-        Expect { counts: (2, 1, 0, 0), ..Default::default() },
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "uncountedTerminatedPods": {}}),
+        ),
+        &[
+            pod("a", "ok-done"),
+            pod("b", "running"),
+            pod("c", "running"),
+        ],
+        Expect {
+            counts: (2, 1, 0, 0),
+            ..Default::default()
+        },
     );
     check(
         "a pod deleted while running counts as failed",
@@ -191,7 +247,12 @@ fn finished_pods_are_counted_once_through_the_finalizer() {
         status(started()),
         &[pod("a", "deleting"), pod("b", "running")],
         // Replacing it waits for nothing: its finish time is unknown.
-        Expect { create: vec![None], unfinalize: vec!["a"], counts: (1, 0, 0, 1), ..Default::default() },
+        Expect {
+            create: vec![None],
+            unfinalize: vec!["a"],
+            counts: (1, 0, 0, 1),
+            ..Default::default()
+        },
     );
 }
 
@@ -238,8 +299,10 @@ fn completion_needs_every_pod_gone_and_counted() {
     check(
         "ttl 30 after a completion 10 s ago: look again in 20 s",
         spec(json!({"ttlSecondsAfterFinished": 30})),
-        status(json!({"succeeded": 3, "completionTime": "2023-11-14T22:13:10Z",
-            "conditions": [{"type": "Complete", "status": "True"}]})),
+        status(
+            json!({"succeeded": 3, "completionTime": "2023-11-14T22:13:10Z",
+            "conditions": [{"type": "Complete", "status": "True"}]}),
+        ),
         &[],
         Expect {
             counts: (0, 3, 0, 0),
@@ -255,7 +318,9 @@ fn backoff_limit_and_deadline_fail_the_job() {
     check(
         "third failure with backoffLimit 2: FailureTarget, active pods deleted",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "failed": 2, "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "failed": 2, "uncountedTerminatedPods": {}}),
+        ),
         &[pod("c", "failed"), pod("d", "running")],
         Expect {
             delete: vec!["d"],
@@ -268,9 +333,11 @@ fn backoff_limit_and_deadline_fail_the_job() {
     check(
         "all gone and counted: Failed with BackoffLimitExceeded",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "failed": 3, "uncountedTerminatedPods": {},
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "failed": 3, "uncountedTerminatedPods": {},
             "conditions": [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
-                "message": "Job has reached the specified backoff limit"}]})),
+                "message": "Job has reached the specified backoff limit"}]}),
+        ),
         &[],
         Expect {
             counts: (0, 0, 3, 0),
@@ -282,7 +349,9 @@ fn backoff_limit_and_deadline_fail_the_job() {
     check(
         "a failure within the limit is replaced after the backoff",
         spec(json!({})),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "failed": 0, "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "failed": 0, "uncountedTerminatedPods": {}}),
+        ),
         &[pod("a", "failed"), pod("b", "running")],
         Expect {
             unfinalize: vec!["a"],
@@ -308,13 +377,19 @@ fn backoff_limit_and_deadline_fail_the_job() {
         spec(json!({"activeDeadlineSeconds": 100})),
         status(json!({"startTime": "2023-11-14T22:13:00Z"})),
         &[pod("a", "running"), pod("b", "running")],
-        Expect { counts: (2, 0, 0, 0), requeue: Some(Duration::from_secs(80)), ..Default::default() },
+        Expect {
+            counts: (2, 0, 0, 0),
+            requeue: Some(Duration::from_secs(80)),
+            ..Default::default()
+        },
     );
     let mut restarted = pod("a", "running");
     restarted.restarts = 2;
     check(
         "OnFailure: restarts count against the limit",
-        spec(json!({"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "i"}]}}})),
+        spec(
+            json!({"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "i"}]}}}),
+        ),
         status(started()),
         &[restarted, pod("b", "running")],
         Expect {
@@ -329,29 +404,50 @@ fn backoff_limit_and_deadline_fail_the_job() {
 #[test]
 fn indexed_jobs_run_every_index_once() {
     let indexed = || spec(json!({"completionMode": "Indexed", "completions": 4, "parallelism": 2}));
-    check("fresh indexed job", indexed(), status(json!({})), &[], Expect {
-        create: vec![Some(0), Some(1)],
-        completed_indexes: Some(""),
-        ..Default::default()
-    });
+    check(
+        "fresh indexed job",
+        indexed(),
+        status(json!({})),
+        &[],
+        Expect {
+            create: vec![Some(0), Some(1)],
+            completed_indexes: Some(""),
+            ..Default::default()
+        },
+    );
     check(
         "index 0 done, 1 running: start 2",
         indexed(),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "completedIndexes": "0", "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "succeeded": 1, "completedIndexes": "0", "uncountedTerminatedPods": {}}),
+        ),
         &[pod("j-0", "ok-done"), pod("j-1", "running")],
-        Expect { create: vec![Some(2)], counts: (1, 1, 0, 0), completed_indexes: Some("0"), ..Default::default() },
+        Expect {
+            create: vec![Some(2)],
+            counts: (1, 1, 0, 0),
+            completed_indexes: Some("0"),
+            ..Default::default()
+        },
     );
     check(
         "a duplicate of an index is deleted",
         indexed(),
         status(started()),
         &[pod("x-1", "running"), pod("y-1", "running")],
-        Expect { create: vec![Some(0)], delete: vec!["y-1"], counts: (1, 0, 0, 0), completed_indexes: Some(""), ..Default::default() },
+        Expect {
+            create: vec![Some(0)],
+            delete: vec!["y-1"],
+            counts: (1, 0, 0, 0),
+            completed_indexes: Some(""),
+            ..Default::default()
+        },
     );
     check(
         "a success records its index at once",
         indexed(),
-        status(json!({"startTime": "2023-11-14T22:13:00Z", "completedIndexes": "0-2", "succeeded": 3, "uncountedTerminatedPods": {}})),
+        status(
+            json!({"startTime": "2023-11-14T22:13:00Z", "completedIndexes": "0-2", "succeeded": 3, "uncountedTerminatedPods": {}}),
+        ),
         &[pod("j-3", "ok")],
         Expect {
             unfinalize: vec!["j-3"],
@@ -370,7 +466,12 @@ fn suspend_deletes_active_pods_and_resume_restarts_the_clock() {
         spec(json!({"suspend": true, "activeDeadlineSeconds": 5})),
         status(started()),
         &[pod("a", "running")],
-        Expect { delete: vec!["a"], conditions: vec!["Suspended"], events: vec!["Suspended"], ..Default::default() },
+        Expect {
+            delete: vec!["a"],
+            conditions: vec!["Suspended"],
+            events: vec!["Suspended"],
+            ..Default::default()
+        },
     );
     check(
         "resume",
@@ -388,7 +489,12 @@ fn suspend_deletes_active_pods_and_resume_restarts_the_clock() {
 
 #[test]
 fn completed_indexes_round_trip() {
-    for (text, set) in [("", vec![]), ("0", vec![0]), ("1,3-5,7", vec![1, 3, 4, 5, 7]), ("0-2", vec![0, 1, 2])] {
+    for (text, set) in [
+        ("", vec![]),
+        ("0", vec![0]),
+        ("1,3-5,7", vec![1, 3, 4, 5, 7]),
+        ("0-2", vec![0, 1, 2]),
+    ] {
         let parsed = parse_indexes(text);
         assert_eq!(parsed.iter().copied().collect::<Vec<_>>(), set, "{text}");
         assert_eq!(format_indexes(&parsed), text);
