@@ -9,11 +9,13 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod graph;
 pub mod informer;
+pub mod job;
 pub mod localpath;
 mod namespaced;
 pub mod quota;
@@ -73,6 +75,8 @@ impl Controllers {
             statefulset::kinds(),
             daemonset::kinds(),
             localpath::kinds(),
+            job::kinds(),
+            cronjob::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -82,6 +86,8 @@ impl Controllers {
         tasks.extend(statefulset::start(&ctx));
         tasks.extend(daemonset::start(&ctx));
         tasks.extend(localpath::start(&ctx));
+        tasks.extend(job::start(&ctx));
+        tasks.extend(cronjob::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
