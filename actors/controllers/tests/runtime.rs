@@ -86,7 +86,10 @@ fn encode(data: &Value) -> Value {
         map.into_iter()
             .map(|(k, v)| {
                 let s = v.as_str().unwrap_or_default().to_string();
-                (k, json!(base64::engine::general_purpose::STANDARD.encode(s)))
+                (
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                )
             })
             .collect(),
     )
@@ -132,22 +135,26 @@ async fn a_controller_reconciles_creates_repairs_and_updates() {
     }
     let secret = |name: &'static str| {
         let store = store.clone();
-        async move {
-            store
-                .get(kind("secrets"), Some("default"), name)
-                .await
-                .ok()
-        }
+        async move { store.get(kind("secrets"), Some("default"), name).await.ok() }
     };
     for i in 0..20 {
         let name: &'static str = Box::leak(format!("cm{i}").into_boxed_str());
         wait_for("mirrored secret", async || secret(name).await).await;
     }
-    assert_eq!(creates.load(Ordering::SeqCst), 20, "one create per ConfigMap");
+    assert_eq!(
+        creates.load(Ordering::SeqCst),
+        20,
+        "one create per ConfigMap"
+    );
 
     // Deleting what the controller owns brings it back.
     store
-        .delete(kind("secrets"), Some("default"), "cm3", &DeleteOptions::default())
+        .delete(
+            kind("secrets"),
+            Some("default"),
+            "cm3",
+            &DeleteOptions::default(),
+        )
         .await
         .unwrap();
     wait_for("recreated secret", async || secret("cm3").await).await;
