@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use self::core::{ChildJob, Concurrency, Input, REQUEUE_SLACK};
+use crate::runtime::kinds::{cronjobs, jobs};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
 };
@@ -87,15 +88,6 @@ impl Clock for ManualClock {
     fn until(&self, _at: Timestamp) -> Duration {
         MANUAL_CLOCK_POLL
     }
-}
-
-fn cronjobs() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("batch", "cronjobs")
-        .expect("batch/cronjobs is a built-in kind")
-}
-
-fn jobs() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("batch", "jobs").expect("batch/jobs is a built-in kind")
 }
 
 /// The kinds the CronJob controller needs in the shared cache.

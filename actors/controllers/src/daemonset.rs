@@ -20,28 +20,13 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::revision::{self, CACHE_WAIT, REVISION_LABEL};
+use crate::runtime::kinds::{controller_revisions as revisions, daemonsets, nodes, pods};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
     revision_of,
 };
 use crate::statefulset::pod_health;
 use core::{DaemonPod, Fit, NodeInfo, Strategy};
-
-fn kind(group: &str, plural: &str) -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource(group, plural).expect("a served kind")
-}
-fn daemonsets() -> &'static KindInfo {
-    kind("apps", "daemonsets")
-}
-fn pods() -> &'static KindInfo {
-    kind("", "pods")
-}
-fn nodes() -> &'static KindInfo {
-    kind("", "nodes")
-}
-fn revisions() -> &'static KindInfo {
-    kind("apps", "controllerrevisions")
-}
 
 /// The kinds this controller needs cached.
 pub fn kinds() -> Vec<&'static KindInfo> {

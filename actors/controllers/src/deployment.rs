@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::replicaset::{
     self, CACHE_WAIT, can_adopt, child_to_owners, pods_kind, replicasets, set_owner_of, write,
 };
+pub use crate::runtime::kinds::deployments;
 use crate::runtime::{
     Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, decode, owner,
     revision_of,
@@ -60,11 +61,6 @@ const NOT_COPIED: &[&str] = &[
     MAX_REPLICAS,
     "deprecated.deployment.rollback.to",
 ];
-
-/// The Deployment kind.
-pub fn deployments() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("apps", "deployments").expect("deployments are served")
-}
 
 /// Kinds the Deployment and ReplicaSet controllers need in the shared cache.
 pub fn kinds() -> Vec<&'static KindInfo> {

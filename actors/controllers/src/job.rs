@@ -25,6 +25,7 @@ use self::core::{
     TRACKING_FINALIZER,
 };
 pub use self::core::{JobConfig, PodInfo};
+use crate::runtime::kinds::{jobs, pods};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
 };
@@ -35,14 +36,6 @@ const CACHE_WAIT: Duration = Duration::from_secs(10);
 const WORKERS: usize = 4;
 /// Compare-and-swap rounds for one pod's finalizer removal.
 const CAS_ATTEMPTS: usize = 5;
-
-fn jobs() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("batch", "jobs").expect("batch/jobs is a built-in kind")
-}
-
-fn pods() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("", "pods").expect("pods is a built-in kind")
-}
 
 /// The kinds the Job controller needs in the shared cache.
 pub fn kinds() -> Vec<&'static KindInfo> {

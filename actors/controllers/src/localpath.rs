@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::revision::CACHE_WAIT;
+use crate::runtime::kinds::{
+    persistent_volume_claims as claims, persistent_volumes as volumes, pods,
+    storage_classes as classes,
+};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, revision_of,
 };
@@ -40,22 +44,6 @@ pub const PROVISIONER: &str = "drover.io/local-path";
 pub const LOCAL_PATH_ANNOTATION: &str = "drover.io/local-path";
 /// The nominal path prefix written into PVs (what `kubectl describe pv` shows).
 pub const NOMINAL_PREFIX: &str = "/var/lib/drover/local-path";
-
-fn kind(group: &str, plural: &str) -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource(group, plural).expect("a served kind")
-}
-fn claims() -> &'static KindInfo {
-    kind("", "persistentvolumeclaims")
-}
-fn volumes() -> &'static KindInfo {
-    kind("", "persistentvolumes")
-}
-fn pods() -> &'static KindInfo {
-    kind("", "pods")
-}
-fn classes() -> &'static KindInfo {
-    kind("storage.k8s.io", "storageclasses")
-}
 
 /// The kinds the provisioner needs cached.
 pub fn kinds() -> Vec<&'static KindInfo> {

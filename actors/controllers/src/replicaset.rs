@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+pub use crate::runtime::kinds::{pods as pods_kind, replicasets};
 use crate::runtime::{
     Action, Cache, CacheEvent, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch,
     decode, owner, revision_of,
@@ -39,16 +40,6 @@ pub const CACHE_WAIT: Duration = Duration::from_secs(10);
 pub const WORKERS: usize = 5;
 /// The condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
-
-/// The ReplicaSet kind.
-pub fn replicasets() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("apps", "replicasets").expect("replicasets are served")
-}
-
-/// The Pod kind.
-pub fn pods_kind() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("", "pods").expect("pods are served")
-}
 
 /// Kinds the ReplicaSet controller needs in the shared cache.
 pub fn kinds() -> Vec<&'static KindInfo> {

@@ -18,6 +18,7 @@ use bus_schema::KindInfo;
 use drover_store::{DeleteOptions, StoreError, object};
 use serde_json::{Value, json};
 
+use crate::runtime::kinds::controller_revisions as kind;
 use crate::runtime::{Context, ObjectKey, ReconcileError, owner, revision_of};
 
 #[cfg(test)]
@@ -27,11 +28,6 @@ mod tests;
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// How long a reconcile waits for the cache to show its own write.
 pub const CACHE_WAIT: Duration = Duration::from_secs(10);
-
-fn kind() -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource("apps", "controllerrevisions")
-        .expect("controllerrevisions is a served kind")
-}
 
 /// The revision data of a pod template: the strategic merge patch that restores it.
 pub fn patch_of(template: &Value) -> Value {

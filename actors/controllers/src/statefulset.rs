@@ -21,6 +21,10 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use crate::revision::{self, CACHE_WAIT, REVISION_LABEL};
+use crate::runtime::kinds::{
+    controller_revisions as revisions, persistent_volume_claims as claims, pods,
+    statefulsets as sets,
+};
 use crate::runtime::{
     self, Action, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch, owner,
     revision_of,
@@ -31,22 +35,6 @@ use core::{PodState, Rev, SetSpec, Step, Strategy};
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Pod label with the ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-
-fn kind(group: &str, plural: &str) -> &'static KindInfo {
-    bus_schema::kinds::by_group_resource(group, plural).expect("a served kind")
-}
-fn sets() -> &'static KindInfo {
-    kind("apps", "statefulsets")
-}
-fn pods() -> &'static KindInfo {
-    kind("", "pods")
-}
-fn claims() -> &'static KindInfo {
-    kind("", "persistentvolumeclaims")
-}
-fn revisions() -> &'static KindInfo {
-    kind("apps", "controllerrevisions")
-}
 
 /// The kinds this controller needs cached.
 pub fn kinds() -> Vec<&'static KindInfo> {
