@@ -230,12 +230,16 @@ async fn up(args: UpArgs) -> Result<()> {
     .await
     .with_context(|| format!("starting the API on {bind}"))?;
     let controllers = drover_controllers::Controllers::start(store.clone());
+    // The scheduler binds every pod the controllers and clients create; it runs beside
+    // them (not inside `Controllers`, whose test harnesses bind pods themselves).
+    let scheduler = tokio::spawn(drover_scheduler::run(store.clone()));
     let node = if args.no_agent {
         None
     } else {
         match agent::NodeHandle::start(store.clone(), data_dir.join("node"), &args.node).await {
             Ok(n) => Some(n),
             Err(e) => {
+                scheduler.abort();
                 controllers.stop().await;
                 gateway.stop().await;
                 if let Some(s) = supervisor {
@@ -283,6 +287,7 @@ async fn up(args: UpArgs) -> Result<()> {
     if let Some(node) = node {
         node.stop().await;
     }
+    scheduler.abort();
     controllers.stop().await;
     gateway.stop().await;
     client.flush().await.ok();

@@ -182,8 +182,9 @@ async fn apply_get_describe_delete_against_drover_up() {
     ]}"#;
     assert_eq!(apply(kc, json_list).await, "configmap/extra created\n");
 
-    // get: the server's table as columns.
-    let out = ok(kc, &["get", "pods", "-n", "demo"]).await;
+    // get: the server's table as columns (the Deployment's own pods are left out: the
+    // ReplicaSet controller names them).
+    let out = ok(kc, &["get", "pods", "-n", "demo", "-l", "app=solo"]).await;
     let table = lines(&out);
     assert_eq!(
         columns(table[0]),

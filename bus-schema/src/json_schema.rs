@@ -9,7 +9,7 @@
 //! [`KINDS`]: crate::KINDS
 
 use k8s_openapi::api::{
-    apps, autoscaling, batch, coordination, core, discovery, policy, scheduling,
+    apps, autoscaling, batch, coordination, core, discovery, policy, scheduling, storage,
 };
 use schemars::{Schema, SchemaGenerator};
 
@@ -55,6 +55,9 @@ pub fn subschema_for(kind: &KindInfo, generator: &mut SchemaGenerator) -> Option
         }
         ("scheduling.k8s.io", "v1", "PriorityClass") => {
             generator.subschema_for::<scheduling::v1::PriorityClass>()
+        }
+        ("storage.k8s.io", "v1", "StorageClass") => {
+            generator.subschema_for::<storage::v1::StorageClass>()
         }
         ("coordination.k8s.io", "v1", "Lease") => {
             generator.subschema_for::<coordination::v1::Lease>()

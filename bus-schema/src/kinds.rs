@@ -265,6 +265,16 @@ pub static KINDS: &[KindInfo] = &[
         []
     ),
     kind!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        ["sc"],
+        false,
+        []
+    ),
+    kind!(
         "coordination.k8s.io",
         "v1",
         "Lease",

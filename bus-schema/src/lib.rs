@@ -23,6 +23,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod pod_index;
 pub mod podstream;
+pub mod quota;
 pub mod selector;
 pub mod subjects;
 pub mod validation;

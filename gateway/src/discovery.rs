@@ -181,6 +181,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         if has_status(k) {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
         }
+        if k.group.is_empty() && k.kind == "Pod" {
+            // kubectl drain evicts through this when discovery lists it (else it deletes).
+            resources.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+        }
         if has_scale(k) {
             resources.push(json!({"name": format!("{}/scale", k.plural), "singularName": "", "namespaced": k.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }

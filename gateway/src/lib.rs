@@ -11,6 +11,7 @@
 //! (`drover-store`) and, for `kubectl logs` and `kubectl exec` ([`podstream`]), to node
 //! agents over NATS; it never talks to containerd (Architecture Invariant).
 
+pub mod admission;
 pub mod apply;
 pub mod auth;
 pub mod cache;

@@ -217,6 +217,8 @@ fn verb(method: &Method, target: &Target, q: &HashMap<String, String>) -> &'stat
         ("GET", false) => "list",
         ("GET", true) => "get",
         ("POST", false) => "create",
+        // Subresources created on a named object (`pods/{name}/eviction`).
+        ("POST", true) if target.subresource.is_some() => "create",
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
@@ -357,6 +359,10 @@ async fn route(
                 .unwrap_or("");
             scale_subresource(store, &target, verb, &q, ct, &body).await
         }
+        ("create", Some("eviction")) if drover_store::object::is_pod(target.kind) => {
+            let ns = target.namespace.as_deref().unwrap_or("");
+            crate::admission::evict(store, ns, name_of(&target), &q, &body).await
+        }
         ("delete", None) => delete(store, &target, &q, &body).await,
         ("deletecollection", None) => delete_collection(store, &target, &q, &body).await,
         (v, sub) => Err(ApiError::method_not_allowed(
@@ -494,6 +500,7 @@ async fn create_object(
     if let Some(manager) = manager {
         field_manager::track(kind, None, &mut obj, manager, false);
     }
+    crate::admission::admit_create(store, kind, &mut obj, dry_run(q)?).await?;
     let name = drover_store::object::name(&obj).to_string();
     if dry_run(q)? {
         let validated = bus_schema::validation::validate_object(kind, &obj);
@@ -651,6 +658,9 @@ async fn write(
         status_only,
         sent_fields,
     );
+    if !status_only {
+        crate::admission::admit_update(store, kind, &current, &mut merged, dry).await?;
+    }
     if dry {
         return Ok(merged);
     }

@@ -4,9 +4,8 @@
 //! every 500 ms. Load is synthetic: `HollowRuntime::set_usage` sets what every
 //! container reports, so the test raises and drops it.
 //!
-//! The scale target is a ReplicaSet. Until the ReplicaSet controller and the scheduler
-//! are on this branch, a small test loop stands in for both (`replicate`): it keeps as
-//! many pods bound to the hollow nodes as the ReplicaSet's `spec.replicas` asks.
+//! The scale target is a Deployment: the real Deployment and ReplicaSet controllers
+//! create its pods and the real scheduler places them on the hollow nodes.
 
 mod common;
 
@@ -15,66 +14,9 @@ use std::time::{Duration, Instant};
 use common::Cluster;
 use drover_node::runtime::ContainerStats;
 use drover_node::{FleetConfig, run_hollow_fleet};
-use drover_store::{DeleteOptions, Store};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const NS: &str = "default";
-
-fn kind(group: &str, kind: &str) -> &'static bus_schema::KindInfo {
-    bus_schema::kinds::by_group_kind(group, kind).unwrap()
-}
-
-/// Stand-in for the ReplicaSet controller and the scheduler: pods of `rs` follow its
-/// `spec.replicas`, bound round-robin to `nodes`.
-async fn replicate(store: Store, rs: &'static str, nodes: Vec<String>) {
-    let (rs_kind, pods) = (kind("apps", "ReplicaSet"), kind("", "Pod"));
-    let mut next = 0usize;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(set) = store.get(rs_kind, Some(NS), rs).await else {
-            continue;
-        };
-        let want = set["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-        let Ok(list) = store.list(pods, Some(NS), &Default::default()).await else {
-            continue;
-        };
-        let mut mine: Vec<Value> = list
-            .items
-            .into_iter()
-            .filter(|p| p["metadata"]["labels"]["app"] == rs)
-            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
-            .collect();
-        mine.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string());
-        while mine.len() < want {
-            next += 1;
-            let pod = json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": format!("{rs}-{next}"), "namespace": NS, "labels": {"app": rs},
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
-                        "uid": set["metadata"]["uid"], "controller": true}]},
-                "spec": {"nodeName": nodes[next % nodes.len()], "containers": [{"name": "app", "image": "hollow:1",
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}});
-            match store.create(pods, pod).await {
-                Ok(p) => mine.push(p),
-                Err(_) => break,
-            }
-        }
-        while mine.len() > want {
-            let pod = mine.pop().unwrap();
-            let name = pod["metadata"]["name"].as_str().unwrap().to_string();
-            let _ = store
-                .delete(
-                    pods,
-                    Some(NS),
-                    &name,
-                    &DeleteOptions {
-                        grace_period_seconds: Some(0),
-                        ..Default::default()
-                    },
-                )
-                .await;
-        }
-    }
-}
 
 /// Polls `probe` every 500 ms until it returns `Some`, failing after `timeout` with the
 /// last observation.
@@ -97,14 +39,15 @@ async fn wait_for<T>(
     }
 }
 
-fn replicas_of(cluster: &Cluster, rs: &str) -> (Option<i64>, String) {
-    let out = cluster.ok(&["get", "rs", rs, "-o", "jsonpath={.spec.replicas}"]);
+fn replicas_of(cluster: &Cluster, deploy: &str) -> (Option<i64>, String) {
+    let out = cluster.ok(&["get", "deploy", deploy, "-o", "jsonpath={.spec.replicas}"]);
     (out.trim().parse().ok(), out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
+async fn hpa_scales_a_deployment_up_and_down_on_synthetic_cpu() {
     let cluster = Cluster::start().await;
+    let scheduler = tokio::spawn(drover_scheduler::run(cluster.store.clone()));
     let fleet = run_hollow_fleet(
         cluster.store.clone(),
         2,
@@ -127,12 +70,11 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
         .iter()
         .map(|a| a.node_name().to_string())
         .collect();
-    let rs = cluster.write(
-        "rs.yaml",
-        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: 'hollow:1', resources: {requests: {cpu: 100m, memory: 64Mi}}}]}\n",
+    let deploy = cluster.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: app, image: 'hollow:1', resources: {requests: {cpu: 100m, memory: 64Mi}}}]}\n",
     );
-    cluster.ok(&["apply", "-f", &rs]);
-    let replicator = tokio::spawn(replicate(cluster.store.clone(), "web", nodes.clone()));
+    cluster.ok(&["apply", "-f", &deploy]);
 
     // kubectl top sees the synthetic usage of both pods.
     let top = wait_for(
@@ -162,7 +104,7 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
     // stabilization shortened to 5 s through behavior, as a user would.
     let hpa = cluster.write(
         "hpa.yaml",
-        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: ReplicaSet, name: web}\n  minReplicas: 1\n  maxReplicas: 4\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 5}\n",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 1\n  maxReplicas: 4\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 5}\n",
     );
     cluster.ok(&["apply", "-f", &hpa]);
     wait_for("the HPA to scale web to 4", Duration::from_secs(90), || {
@@ -197,7 +139,7 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
         },
     )
     .await;
-    assert!(table.contains("ReplicaSet/web"), "{table}");
+    assert!(table.contains("Deployment/web"), "{table}");
     let status: Value =
         serde_json::from_str(&cluster.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
     let conditions = status["status"]["conditions"]
@@ -238,11 +180,12 @@ async fn hpa_scales_a_replicaset_up_and_down_on_synthetic_cpu() {
         "{events}"
     );
 
-    replicator.abort();
+    scheduler.abort();
     fleet.stop().await;
 }
 
-#[tokio::test]
+// kubectl blocks this thread while the gateway answers it: more than one worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_api_is_discoverable_and_reports_missing_pods_as_not_found() {
     let cluster = Cluster::start().await;
     let groups = cluster.ok(&["api-versions"]);

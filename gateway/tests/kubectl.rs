@@ -153,7 +153,11 @@ async fn kubectl_create_get_label_delete_round_trip() {
     );
     // An unbound pod has nothing to stop: it is deleted at once.
     c.ok(&["delete", "pod", "p1"]);
-    assert_eq!(c.ok(&["get", "pods", "-o", "name"]).trim(), "");
+    // (`-l run=p1`: the Deployment's pods, made by its controller, are still there.)
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "run=p1", "-o", "name"]).trim(),
+        ""
+    );
 
     c.ok(&["delete", "configmap", "demo"]);
     let (ok, _, err) = c.kubectl(&["get", "configmap", "demo"]);

@@ -25,13 +25,8 @@ fn replicaset(name: &str) -> String {
     )
 }
 
-fn owned_pod(name: &str, owner: &str, owner_uid: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {owner}}}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: {owner}\n    uid: {owner_uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  containers:\n  - name: c\n    image: busybox\n"
-    )
-}
-
-/// Creates a ReplicaSet `name` and two pods it owns; returns the ReplicaSet's uid.
+/// Creates a ReplicaSet `name` and waits for the two pods its controller creates;
+/// returns the ReplicaSet's uid.
 fn family(c: &Cluster, name: &str) -> String {
     c.ok(&[
         "create",
@@ -39,14 +34,9 @@ fn family(c: &Cluster, name: &str) -> String {
         &c.write(&format!("{name}.yaml"), &replicaset(name)),
     ]);
     let uid = c.ok(&["get", "rs", name, "-o", "jsonpath={.metadata.uid}"]);
-    for i in 0..2 {
-        let pod = format!("{name}-{i}");
-        c.ok(&[
-            "create",
-            "-f",
-            &c.write(&format!("{pod}.yaml"), &owned_pod(&pod, name, &uid)),
-        ]);
-    }
+    eventually("the replica set's pods", || {
+        pods_of(c, name).lines().count() == 2
+    });
     uid
 }
 
@@ -99,12 +89,18 @@ async fn delete_propagation_background_foreground_orphan() {
     });
 
     // A bad policy is a 422 naming the field, and deletes nothing.
+    let first = pods
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("pod/")
+        .to_string();
     let (code, status) = common::curl(
         &c.dir.path().join("pki/ca.crt"),
         Some(&c.pki.admin_token),
         "DELETE",
         &format!(
-            "https://127.0.0.1:{}/api/v1/namespaces/default/pods/or-0?propagationPolicy=Sideways",
+            "https://127.0.0.1:{}/api/v1/namespaces/default/pods/{first}?propagationPolicy=Sideways",
             c.port()
         ),
         None,
@@ -114,7 +110,7 @@ async fn delete_propagation_background_foreground_orphan() {
         status["details"]["causes"][0]["field"], "propagationPolicy",
         "{status}"
     );
-    assert!(c.kubectl(&["get", "pod", "or-0"]).0);
+    assert!(c.kubectl(&["get", "pod", &first]).0);
 
     // delete -l takes every match.
     let out = c.ok(&["delete", "pods", "-l", "app=or"]);

@@ -9,11 +9,22 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod disruption;
 pub mod graph;
 pub mod hpa;
 pub mod informer;
+pub mod job;
+pub mod localpath;
 pub mod metrics;
+mod namespaced;
+pub mod quota;
+pub mod replicaset;
+pub mod revision;
 pub mod runtime;
+pub mod statefulset;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -57,9 +68,29 @@ impl Controllers {
             .map(|kind| tokio::spawn(informer::run(store.clone(), kind, tx.clone())))
             .collect();
         tasks.push(tokio::spawn(pod_index(store.clone())));
-        // Controllers on the shared runtime (one cache over the kinds they read).
-        let cache = runtime::Cache::start(store.clone(), &hpa::kinds());
-        let ctx = runtime::Context::new(store.clone(), cache, "kube-controller-manager");
+        tasks.push(tokio::spawn(quota::run(store.clone())));
+        tasks.push(tokio::spawn(disruption::run(store.clone())));
+        // Workload controllers share one cache over the kinds they need.
+        let kinds = [
+            replicaset::kinds(),
+            deployment::kinds(),
+            statefulset::kinds(),
+            daemonset::kinds(),
+            localpath::kinds(),
+            job::kinds(),
+            cronjob::kinds(),
+            hpa::kinds(),
+        ]
+        .concat();
+        let cache = runtime::Cache::start(store.clone(), &kinds);
+        let ctx = runtime::Context::new(store.clone(), cache, "drover-controllers");
+        tasks.extend(replicaset::start(&ctx));
+        tasks.extend(deployment::start(&ctx));
+        tasks.extend(statefulset::start(&ctx));
+        tasks.extend(daemonset::start(&ctx));
+        tasks.extend(localpath::start(&ctx));
+        tasks.extend(job::start(&ctx));
+        tasks.extend(cronjob::start(&ctx));
         tasks.extend(hpa::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }

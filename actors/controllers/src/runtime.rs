@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod controller;
 pub mod events;
+pub mod kinds;
 pub mod owner;
 pub mod queue;
 

@@ -27,7 +27,7 @@ pub mod node_index;
 pub mod object;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -421,8 +421,8 @@ impl Store {
                     .last_sequence
             }
         };
-        let mut entries = self.snapshot(&bucket, namespace).await?;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // In key order, one entry per key.
+        let entries = self.snapshot(&bucket, namespace).await?;
         let start = token.as_ref().map(|t| t.start.as_str()).unwrap_or("");
         let mut matching = entries.into_iter().filter(|(key, obj)| {
             key.as_str() > start
@@ -458,8 +458,8 @@ impl Store {
         })
     }
 
-    /// The latest live value of every key (in one namespace or all), read with an
-    /// ordered consumer delivering the last message per subject.
+    /// The latest live value of every key (in one namespace or all), in key order, read
+    /// with an ordered consumer delivering the last message per subject.
     async fn snapshot(
         &self,
         bucket: &Bucket,
@@ -477,9 +477,12 @@ impl Store {
             })
             .await
             .map_err(StoreError::nats)?;
-        let mut out = Vec::new();
+        // Keyed by key: a write that lands while the snapshot is delivered arrives as one
+        // more message for a key already seen, and must replace it (or, for a delete,
+        // remove it), never sit beside it.
+        let mut out = BTreeMap::new();
         if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let mut messages = consumer.messages().await.map_err(StoreError::nats)?;
         loop {
@@ -507,16 +510,21 @@ impl Store {
                 .strip_prefix(bucket.prefix.as_str())
                 .unwrap_or(&msg.subject)
                 .to_string();
-            if !msg.headers.as_ref().is_some_and(is_delete) {
+            if msg.headers.as_ref().is_some_and(is_delete) {
+                out.remove(&key);
+            } else {
                 match decode_value(bucket.kind, &key, msg.headers.as_ref(), &msg.payload, seq) {
-                    Ok(obj) => out.push((key, obj)),
+                    Ok(obj) => {
+                        out.insert(key, obj);
+                    }
                     Err(error) => {
+                        out.remove(&key);
                         tracing::warn!(message = "skipping undecodable stored value", bucket = %bucket.name, %error)
                     }
                 }
             }
             if pending == 0 {
-                return Ok(out);
+                return Ok(out.into_iter().collect());
             }
         }
     }

@@ -56,6 +56,16 @@ impl Quantity {
         self.nanos
     }
 
+    /// A quantity of `nanos` units of 10^-9 written in `format`: what sums and differences
+    /// of quantities (quota usage) are built from. Capped at Kubernetes' bounds like a
+    /// parsed one.
+    pub fn from_nanos(nanos: i128, format: QuantityFormat) -> Quantity {
+        Quantity {
+            nanos: nanos.clamp(-MAX_NANOS, MAX_NANOS),
+            format,
+        }
+    }
+
     /// How the quantity was written.
     pub fn format(&self) -> QuantityFormat {
         self.format

@@ -739,6 +739,22 @@ fn workload_rules() {
         case("revisionHistoryLimit negative", "Deployment", with(deployment(), "/spec/revisionHistoryLimit", json!(-2)), &[("spec.revisionHistoryLimit", Invalid)]),
         case("replicaset selector missing", "ReplicaSet", without(replica_set(), "/spec/selector"), &[("spec.selector", Required)]),
         case("replicaset mismatch", "ReplicaSet", with(replica_set(), "/spec/selector/matchLabels/tier", json!("back")), &[("spec.template.metadata.labels", Invalid)]),
+        case(
+            "statefulset mounts a claim template",
+            "StatefulSet",
+            with(
+                with(stateful_set(), "/spec/volumeClaimTemplates", json!([{"metadata": {"name": "data"}, "spec": {}}])),
+                "/spec/template/spec/containers/0/volumeMounts",
+                json!([{"name": "data", "mountPath": "/data"}]),
+            ),
+            &[],
+        ),
+        case(
+            "statefulset mounts an unknown volume",
+            "StatefulSet",
+            with(stateful_set(), "/spec/template/spec/containers/0/volumeMounts", json!([{"name": "data", "mountPath": "/data"}])),
+            &[("spec.template.spec.containers[0].volumeMounts[0].name", NotFound)],
+        ),
         case("statefulset policy invalid", "StatefulSet", with(stateful_set(), "/spec/podManagementPolicy", json!("Random")), &[("spec.podManagementPolicy", Invalid)]),
         case("statefulset strategy invalid", "StatefulSet", with(stateful_set(), "/spec/updateStrategy", json!({"type": "Rolling"})), &[("spec.updateStrategy.type", Invalid)]),
         case(

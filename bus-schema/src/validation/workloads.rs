@@ -266,15 +266,52 @@ pub(super) fn validate_stateful_set(cx: &mut Ctx, spec: Option<&Obj>, path: &Fie
             cx.push(FieldError::invalid(&service_name_path, service_name, msg));
         }
     }
+    // The pods get one PVC volume per claim template (named after it), so mounts of a
+    // claim template are valid in the template, as in Kubernetes.
+    let with_claims = spec.map(with_claim_volumes);
     validate_selector_and_template(
         cx,
-        spec,
+        with_claims.as_ref(),
         path,
         true,
         PodContext::Controller {
             kind: "StatefulSet",
         },
     );
+}
+
+/// A StatefulSet spec whose template lists its claim templates as volumes.
+fn with_claim_volumes(spec: &Obj) -> Obj {
+    let mut spec = spec.clone();
+    let names: Vec<String> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .collect();
+    if names.is_empty() {
+        return spec;
+    }
+    if let Some(pod) = spec
+        .get_mut("template")
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(volumes) = volumes.as_array_mut() {
+            for name in names {
+                volumes.retain(|v| v.get("name").and_then(Value::as_str) != Some(name.as_str()));
+                volumes.push(serde_json::json!({
+                    "name": name,
+                    "persistentVolumeClaim": {"claimName": format!("{name}-claim")},
+                }));
+            }
+        }
+    }
+    spec
 }
 
 /// Spec rule for `DaemonSet` objects.

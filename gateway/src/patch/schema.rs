@@ -272,6 +272,7 @@ static KINDS: &[(&str, &Schema)] = &[
     ("PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
     ("PriorityClass", &METADATA_ONLY),
     ("Lease", &METADATA_ONLY),
+    ("StorageClass", &METADATA_ONLY),
 ];
 
 /// The schema of a built-in kind, or `None` for kinds without strategic-merge metadata.

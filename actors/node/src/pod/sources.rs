@@ -149,6 +149,10 @@ pub(super) async fn container_config(
     }))
 }
 
+/// PV annotation of the local-path provisioner: the volume is
+/// `<data dir>/local-path/<pv name>` on the node it is pinned to.
+pub const LOCAL_PATH_ANNOTATION: &str = "drover.io/local-path";
+
 /// The bound PV's node path of a claim, or why there is none.
 async fn claim_path(
     ctx: &PodCtx,
@@ -181,6 +185,16 @@ async fn claim_path(
         }
         Err(e) => return Err(e),
     };
+    // A local-path PV lives in this node's own data dir, whatever its nominal path says
+    // (each node has its own data dir; see drover-controllers' localpath.rs).
+    let local_path = pv
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(LOCAL_PATH_ANNOTATION));
+    if local_path && let Some(data_dir) = ctx.pods_dir.as_deref().and_then(|p| p.parent()) {
+        return Ok(Ok(data_dir.join("local-path").join(&volume)));
+    }
     let spec = pv.spec.unwrap_or_default();
     if let Some(h) = spec.host_path {
         return Ok(Ok(PathBuf::from(h.path)));
