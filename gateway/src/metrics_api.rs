@@ -147,7 +147,7 @@ fn timestamp(ms: i64) -> String {
 
 fn window(ms: u64) -> String {
     // Go's Duration string for whole and fractional seconds (`15s`, `1.5s`).
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}s", ms as f64 / 1000.0)
@@ -156,7 +156,7 @@ fn window(ms: u64) -> String {
 
 /// metrics-server's quantities: CPU in nanocores-or-millicores, memory in Ki when whole.
 fn usage_json(usage: Usage) -> Value {
-    let memory = if usage.memory_bytes % 1024 == 0 {
+    let memory = if usage.memory_bytes.is_multiple_of(1024) {
         format!("{}Ki", usage.memory_bytes / 1024)
     } else {
         usage.memory_bytes.to_string()
