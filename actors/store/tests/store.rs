@@ -848,7 +848,7 @@ async fn lists_during_writes_hold_each_key_once() {
                         }
                         Err(e) => panic!("{e}"),
                     };
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         let _ = store
                             .delete(k, Some("default"), &name, &DeleteOptions::default())
                             .await;
