@@ -132,7 +132,7 @@ fn conditions_say_why() {
     let mut history = History::default();
     let n = normalize(&mut history, &args(2, 20), 0);
     assert_eq!(n.replicas, 6);
-    assert_eq!(n.scaling_limited.0, true);
+    assert!(n.scaling_limited.0);
     assert_eq!(n.scaling_limited.1, "ScaleUpLimit");
     assert_eq!(n.able_to_scale.1, "ReadyForNewScale");
     let n = normalize(&mut history, &args(6, 1), 1000);
