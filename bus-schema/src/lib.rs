@@ -7,6 +7,7 @@
 //!   `rmp_serde::to_vec_named`, plus NATS headers for `traceparent`, schema version and
 //!   sender).
 //! - [`subjects`] is the only place that spells a NATS subject or bucket name.
+//! - [`metrics`] is the resource usage node agents publish (`kubectl top`, the HPA).
 //! - [`podstream`] is the wire protocol of `kubectl logs` and `kubectl exec` between the
 //!   gateway and a node agent.
 //! - [`json_schema`] maps every kind to its JSON schema (`schemars`), the source of the
@@ -19,6 +20,7 @@ pub mod drover;
 pub mod envelope;
 pub mod json_schema;
 pub mod kinds;
+pub mod metrics;
 pub mod pod_index;
 pub mod podstream;
 pub mod quota;

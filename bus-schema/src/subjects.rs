@@ -230,6 +230,15 @@ pub fn parse_pod_index_list(subject: &str) -> Option<String> {
     untoken(tok)
 }
 
+/// Subject a node agent publishes its [`crate::metrics::UsageReport`] on (core NATS,
+/// every few seconds; not stored).
+pub fn metrics_usage(node: &str) -> String {
+    format!("{ROOT}.metrics.{}.usage", token(node))
+}
+
+/// Wildcard that follows every node's usage reports.
+pub const METRICS_USAGE_ALL: &str = "drover.metrics.*.usage";
+
 /// Subject for liveness announcements of drover processes (used by tests of the
 /// envelope decoder and, later, by membership bootstrap).
 pub fn hello(component: &str) -> String {

@@ -96,7 +96,8 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 
 async fn apis(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authenticated(&req, &state)?;
-    let groups: Vec<Value> = groups().iter().map(|(g, vs)| group_json(g, vs)).collect();
+    let mut groups: Vec<Value> = groups().iter().map(|(g, vs)| group_json(g, vs)).collect();
+    groups.push(crate::metrics_api::group_entry());
     Ok(HttpResponse::Ok()
         .json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})))
 }

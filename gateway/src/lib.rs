@@ -16,6 +16,7 @@ pub mod apply;
 pub mod auth;
 pub mod cache;
 pub mod discovery;
+pub mod metrics_api;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
@@ -67,6 +68,7 @@ impl Gateway {
             .await
             .map_err(std::io::Error::other)?;
         let tls = config.tls.server_config().map_err(std::io::Error::other)?;
+        let metrics = metrics_api::MetricsApi::start(store.nats_client().clone());
         let state = AppState {
             caches: Arc::new(cache::Caches::new(
                 store.clone(),
@@ -78,6 +80,7 @@ impl Gateway {
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new(state.clone()))
+                .configure(|cfg| metrics.routes(cfg))
                 .configure(discovery::routes)
                 .configure(openapi::routes)
                 .default_service(actix_web::web::to(rest::dispatch))

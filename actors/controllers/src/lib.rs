@@ -14,9 +14,11 @@ pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod graph;
+pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod localpath;
+pub mod metrics;
 mod namespaced;
 pub mod quota;
 pub mod replicaset;
@@ -77,6 +79,7 @@ impl Controllers {
             localpath::kinds(),
             job::kinds(),
             cronjob::kinds(),
+            hpa::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -88,6 +91,7 @@ impl Controllers {
         tasks.extend(localpath::start(&ctx));
         tasks.extend(job::start(&ctx));
         tasks.extend(cronjob::start(&ctx));
+        tasks.extend(hpa::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }

@@ -80,6 +80,8 @@ pub struct AgentConfig {
     pub pod_sync_interval: Duration,
     /// How often configMap/secret/downwardAPI volumes are refreshed.
     pub volume_resync_interval: Duration,
+    /// How often the node's and its pods' usage is published ([`crate::metrics`]).
+    pub metrics_interval: Duration,
 }
 
 impl AgentConfig {
@@ -107,6 +109,7 @@ impl AgentConfig {
             cluster_dns: Vec::new(),
             pod_sync_interval: pod::DEFAULT_SYNC_INTERVAL,
             volume_resync_interval: pod::DEFAULT_VOLUME_RESYNC_INTERVAL,
+            metrics_interval: crate::metrics::DEFAULT_METRICS_INTERVAL,
         }
     }
 }
@@ -174,6 +177,16 @@ impl NodeAgent {
         )
         .await
         .map_err(|e| AgentError::Config(format!("subscribing to the stream subjects: {e}")))?;
+        // Resource usage for `kubectl top` and the HPA (drover_node::metrics).
+        let metrics = tokio::spawn(
+            crate::metrics::publish_loop(
+                store.nats_client().clone(),
+                config.identity.name.clone(),
+                runtime.clone(),
+                config.metrics_interval,
+            )
+            .instrument(span.clone()),
+        );
         let ctx = Arc::new(PodCtx {
             store,
             runtime,
@@ -192,7 +205,7 @@ impl NodeAgent {
         Ok(NodeAgent {
             node_name: config.identity.name.clone(),
             pod_cidr: registered.pod_cidr,
-            tasks: vec![heartbeat, pods, streams],
+            tasks: vec![heartbeat, pods, streams, metrics],
         })
     }
 

@@ -42,6 +42,8 @@ pub struct FleetConfig {
     pub restart_backoff_base: Duration,
     /// Longest restart delay.
     pub restart_backoff_max: Duration,
+    /// Usage publishing period of each node ([`crate::metrics`]).
+    pub metrics_interval: Duration,
 }
 
 impl Default for FleetConfig {
@@ -62,6 +64,7 @@ impl Default for FleetConfig {
             node_status_interval: agent::DEFAULT_NODE_STATUS_INTERVAL,
             restart_backoff_base: crate::node::DEFAULT_RESTART_BACKOFF_BASE,
             restart_backoff_max: crate::node::DEFAULT_RESTART_BACKOFF_MAX,
+            metrics_interval: crate::metrics::DEFAULT_METRICS_INTERVAL,
         }
     }
 }
@@ -93,6 +96,7 @@ pub fn node_config(config: &FleetConfig, idx: usize) -> AgentConfig {
     agent.node_status_interval = config.node_status_interval;
     agent.restart_backoff_base = config.restart_backoff_base;
     agent.restart_backoff_max = config.restart_backoff_max;
+    agent.metrics_interval = config.metrics_interval;
     agent.identity.labels = BTreeMap::from([(HOLLOW_NODE_LABEL.to_string(), "true".to_string())]);
     if !config.zones.is_empty() {
         agent.identity.zone = Some(config.zones[idx % config.zones.len()].clone());

@@ -11,6 +11,9 @@
 //!   container (unscripted commands succeed);
 //! * images in [`HollowConfig::unpullable_images`] fail to pull, those in
 //!   [`HollowConfig::absent_images`] are missing until pulled;
+//! * a container whose env has `HOLLOW_CPU_MILLICORES` / `HOLLOW_MEMORY_BYTES` reports
+//!   exactly that usage; [`HollowRuntime::set_usage`] sets it for every other container
+//!   (load that a test raises and drops; `kubectl top` and the HPA see it);
 //! * [`HollowRuntime::journal`] lists starts, stops (with their grace) and execs in order.
 //!
 //! Deterministic: latency is a `tokio::time::sleep` (so tests under tokio's paused clock
@@ -41,6 +44,11 @@ pub const HOLLOW_RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_CPU_MILLIS: u64 = 5;
 /// Default synthetic memory use of a running container (bytes).
 pub const DEFAULT_MEMORY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Container env var that fixes the CPU a hollow container reports (millicores, exact).
+pub const HOLLOW_CPU_MILLICORES_ENV: &str = "HOLLOW_CPU_MILLICORES";
+/// Container env var that fixes the memory a hollow container reports (bytes, exact).
+pub const HOLLOW_MEMORY_BYTES_ENV: &str = "HOLLOW_MEMORY_BYTES";
 
 /// How a hollow runtime behaves.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +112,8 @@ struct State {
     pulls: Vec<String>,
     /// Starts, stops and execs, in order.
     journal: Vec<String>,
+    /// Usage every container reports instead of the jittered default ([`HollowRuntime::set_usage`]).
+    usage_override: Option<ContainerStats>,
 }
 
 /// A container's scripted exit.
@@ -168,6 +178,7 @@ impl HollowRuntime {
                 pulled: BTreeSet::new(),
                 pulls: Vec::new(),
                 journal: Vec::new(),
+                usage_override: None,
             }),
         }
     }
@@ -211,6 +222,13 @@ impl HollowRuntime {
             .filter(|c| c.name == name)
             .max_by_key(|c| (c.attempt, c.id.clone()))
             .and_then(|c| st.configs.get(&c.id).cloned())
+    }
+
+    /// Makes every running container without its own `HOLLOW_CPU_MILLICORES` /
+    /// `HOLLOW_MEMORY_BYTES` report exactly `usage` (no jitter) from now on; `None`
+    /// returns to the configured, jittered default. Tests raise and drop load with it.
+    pub fn set_usage(&self, usage: Option<ContainerStats>) {
+        self.lock().usage_override = usage;
     }
 
     /// Every image pull so far, in order.
@@ -509,9 +527,28 @@ impl Runtime for HollowRuntime {
         if state != ContainerState::Running {
             return Ok(ContainerStats::default());
         }
+        // Per-container env first (exact), then the runtime-wide override (exact), then
+        // the configured default with jitter.
+        let env = st.configs.get(id).map(|c| c.env.as_slice()).unwrap_or(&[]);
+        let from_env = |key: &str| {
+            env.iter()
+                .find(|(n, _)| n == key)
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+        };
+        let (env_cpu, env_memory) = (
+            from_env(HOLLOW_CPU_MILLICORES_ENV),
+            from_env(HOLLOW_MEMORY_BYTES_ENV),
+        );
+        let fallback = match st.usage_override {
+            Some(usage) => usage,
+            None => ContainerStats {
+                cpu_millis: st.jitter(self.config.cpu_millis),
+                memory_bytes: st.jitter(self.config.memory_bytes),
+            },
+        };
         Ok(ContainerStats {
-            cpu_millis: st.jitter(self.config.cpu_millis),
-            memory_bytes: st.jitter(self.config.memory_bytes),
+            cpu_millis: env_cpu.unwrap_or(fallback.cpu_millis),
+            memory_bytes: env_memory.unwrap_or(fallback.memory_bytes),
         })
     }
 

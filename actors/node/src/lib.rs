@@ -8,7 +8,8 @@
 //! Layout: [`runtime`] is the seam; [`cidr`] and [`node`] are I/O-free cores (CIDR
 //! arithmetic, the Node object, pod status); [`agent`] is the thin loop that talks to
 //! the store; [`fleet`] runs many hollow agents in one process; [`stream`] serves
-//! `kubectl logs` and `kubectl exec` for the node's pods over NATS.
+//! `kubectl logs` and `kubectl exec` for the node's pods over NATS; [`metrics`] publishes
+//! the node's and its pods' CPU/memory usage on NATS (`kubectl top`, the HPA).
 //!
 //! The PodActor ([`pod`]) does what the kubelet does for a pod spec, from small parts:
 //! [`podspec`] (pure: env, QoS, resources, ports, DNS, pull policy), [`volumes`]
@@ -34,6 +35,7 @@ pub mod fleet;
 pub mod hollow;
 pub mod host;
 pub mod image;
+pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod podspec;
