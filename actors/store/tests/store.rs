@@ -650,10 +650,19 @@ async fn three_node_cluster_survives_losing_the_leader() {
             .await
             .unwrap_or_else(|e| panic!("acknowledged c-{i} lost: {e}"));
     }
-    let listed = store
-        .list(k, Some("default"), &ListOptions::default())
-        .await
-        .unwrap();
+    // A list creates a consumer, which the new leader may not serve yet on a loaded
+    // machine: retried like the writes above (an error here is availability, not loss).
+    let mut attempts = 0;
+    let listed = loop {
+        match store.list(k, Some("default"), &ListOptions::default()).await {
+            Ok(listed) => break listed,
+            Err(e) => {
+                attempts += 1;
+                assert!(attempts < 20, "lists did not resume: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     assert_eq!(listed.items.len(), 300);
 }
 
