@@ -645,10 +645,19 @@ async fn three_node_cluster_survives_losing_the_leader() {
     }
     eprintln!("killed leader {leader}; {failed_attempts} failed attempts during failover");
     for i in &acked {
-        store
-            .get(k, Some("default"), &format!("c-{i}"))
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged c-{i} lost: {e}"));
+        let mut attempts = 0;
+        loop {
+            match store.get(k, Some("default"), &format!("c-{i}")).await {
+                Ok(_) => break,
+                Err(e @ StoreError::NotFound { .. }) => panic!("acknowledged c-{i} lost: {e}"),
+                // Unavailable (timed out) is not lost: ask again.
+                Err(e) => {
+                    attempts += 1;
+                    assert!(attempts < 20, "reads did not resume: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
     // A list creates a consumer, which the new leader may not serve yet on a loaded
     // machine: retried like the writes above (an error here is availability, not loss).
