@@ -245,3 +245,98 @@ async fn a_jobs_pods_are_charged_to_the_quota() {
     assert_eq!(pods.len(), 1, "{pods:#?}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statefulsets_claims_are_charged_and_its_pod_waits_for_its_claim() {
+    drover_testkit::init_tracing();
+    let env = Env::start().await;
+    let store = &env.store;
+    let quotas = kind("", "resourcequotas");
+    store
+        .create(quotas, quota("q1", json!({"requests.storage": "1Gi"})))
+        .await
+        .unwrap();
+    store
+        .create(
+            kind("apps", "statefulsets"),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "db", "namespace": NS},
+                "spec": {
+                    "replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
+                    "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}],
+                }}),
+        )
+        .await
+        .unwrap();
+    let prefix = "create Claim data-db-1 for StatefulSet db failed error: persistentvolumeclaims \"data-db-1\" is forbidden: exceeded quota: q1";
+    wait_for(store, kind("", "events"), Some(NS), "the claim's FailedCreate", |e| {
+        warnings(e, "StatefulSet", "FailedCreate")
+            .iter()
+            .any(|m| m.starts_with(prefix))
+    })
+    .await;
+    // Neither the refused claim nor the pod that needs it exists.
+    let names = |kind| async move {
+        let items = store
+            .list(kind, Some(NS), &Default::default())
+            .await
+            .unwrap()
+            .items;
+        items
+            .iter()
+            .map(|o| object::name(o).to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(kind("", "persistentvolumeclaims")).await, ["data-db-0"]);
+    assert!(
+        !names(kind("", "pods")).await.contains(&"db-1".to_string()),
+        "db-1 exists without its claim"
+    );
+    // Raising the quota lets the retry create both.
+    common::edit(store, quotas, Some(NS), "q1", |q| {
+        q["spec"]["hard"]["requests.storage"] = json!("2Gi");
+    })
+    .await;
+    wait_for(store, kind("", "pods"), Some(NS), "pod db-1", |p| {
+        p.contains_key("db-1")
+    })
+    .await;
+    assert_eq!(
+        names(kind("", "persistentvolumeclaims")).await,
+        ["data-db-0", "data-db-1"]
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemonsets_pods_get_the_priority_of_their_class() {
+    drover_testkit::init_tracing();
+    let mut env = Env::start().await;
+    env.add_node(0, &[], &[]).await;
+    env.store
+        .create(
+            kind("apps", "daemonsets"),
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "agent", "namespace": NS},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "agent"}},
+                    "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                        "priorityClassName": "system-node-critical",
+                        "containers": [{"name": "c", "image": "busybox:1"}]}},
+                }}),
+        )
+        .await
+        .unwrap();
+    let pods = wait_for(&env.store, kind("", "pods"), Some(NS), "the daemon pod", |p| {
+        !live_of(p, "agent").is_empty()
+    })
+    .await;
+    let pod = live_of(&pods, "agent")[0];
+    assert_eq!(pod["spec"]["priority"], 2_000_001_000, "{pod:#}");
+    env.stop().await;
+}
