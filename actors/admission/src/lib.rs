@@ -468,3 +468,6 @@ async fn count_used(
     }
     Ok(quota::used_from(hard, &usages))
 }
+
+#[cfg(test)]
+mod tests;

@@ -260,25 +260,31 @@ async fn a_statefulsets_claims_are_charged_and_its_pod_waits_for_its_claim() {
         .create(
             kind("apps", "statefulsets"),
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": "db", "namespace": NS},
-                "spec": {
-                    "replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
-                    "selector": {"matchLabels": {"app": "db"}},
-                    "template": {"metadata": {"labels": {"app": "db"}},
-                        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
-                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}}}}],
-                }}),
+            "metadata": {"name": "db", "namespace": NS},
+            "spec": {
+                "replicas": 2, "serviceName": "db", "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}],
+            }}),
         )
         .await
         .unwrap();
     let prefix = "create Claim data-db-1 for StatefulSet db failed error: persistentvolumeclaims \"data-db-1\" is forbidden: exceeded quota: q1";
-    wait_for(store, kind("", "events"), Some(NS), "the claim's FailedCreate", |e| {
-        warnings(e, "StatefulSet", "FailedCreate")
-            .iter()
-            .any(|m| m.starts_with(prefix))
-    })
+    wait_for(
+        store,
+        kind("", "events"),
+        Some(NS),
+        "the claim's FailedCreate",
+        |e| {
+            warnings(e, "StatefulSet", "FailedCreate")
+                .iter()
+                .any(|m| m.starts_with(prefix))
+        },
+    )
     .await;
     // Neither the refused claim nor the pod that needs it exists.
     let names = |kind| async move {
@@ -292,7 +298,10 @@ async fn a_statefulsets_claims_are_charged_and_its_pod_waits_for_its_claim() {
             .map(|o| object::name(o).to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(names(kind("", "persistentvolumeclaims")).await, ["data-db-0"]);
+    assert_eq!(
+        names(kind("", "persistentvolumeclaims")).await,
+        ["data-db-0"]
+    );
     assert!(
         !names(kind("", "pods")).await.contains(&"db-1".to_string()),
         "db-1 exists without its claim"
@@ -322,19 +331,23 @@ async fn a_daemonsets_pods_get_the_priority_of_their_class() {
         .create(
             kind("apps", "daemonsets"),
             json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-                "metadata": {"name": "agent", "namespace": NS},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "agent"}},
-                    "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
-                        "priorityClassName": "system-node-critical",
-                        "containers": [{"name": "c", "image": "busybox:1"}]}},
-                }}),
+            "metadata": {"name": "agent", "namespace": NS},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{"name": "c", "image": "busybox:1"}]}},
+            }}),
         )
         .await
         .unwrap();
-    let pods = wait_for(&env.store, kind("", "pods"), Some(NS), "the daemon pod", |p| {
-        !live_of(p, "agent").is_empty()
-    })
+    let pods = wait_for(
+        &env.store,
+        kind("", "pods"),
+        Some(NS),
+        "the daemon pod",
+        |p| !live_of(p, "agent").is_empty(),
+    )
     .await;
     let pod = live_of(&pods, "agent")[0];
     assert_eq!(pod["spec"]["priority"], 2_000_001_000, "{pod:#}");
