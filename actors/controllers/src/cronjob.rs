@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_schema::KindInfo;
+use drover_admission::AdmissionError;
 use drover_store::{DeleteOptions, StoreError, object};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJobSpec, CronJobStatus};
@@ -302,7 +303,8 @@ impl Reconciler for CronJobController {
         let mut created: Option<Value> = None;
         if let Some(scheduled) = plan.create {
             let job = new_job(&cj, &schedule, scheduled);
-            match ctx.store.create(jobs(), job).await {
+            // Jobs pass admission (quota on count/jobs.batch) as any create does.
+            match drover_admission::create(&ctx.store, jobs(), job).await {
                 Ok(stored) => {
                     ctx.events.record(
                         cronjobs(),
@@ -316,7 +318,10 @@ impl Reconciler for CronJobController {
                         .await?;
                     created = Some(stored);
                 }
-                Err(StoreError::AlreadyExists { name, .. }) => {
+                Err(AdmissionError::Store {
+                    source: StoreError::AlreadyExists { name, .. },
+                    ..
+                }) => {
                     // Ours from an earlier reconcile whose status write was lost: fine.
                     let existing = ctx
                         .store

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bus_schema::KindInfo;
 use bus_schema::selector::LabelSelector;
+use drover_admission::{Admission, AdmissionError};
 use drover_store::{DeleteOptions, StoreError, object};
 use k8s_openapi::api::core::v1::{Node, PodSpec};
 use serde_json::{Value, json};
@@ -272,9 +273,17 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
     };
     let plan = core::plan(&fits, &daemon_pods(&current), &hash, strategy);
     let template = ds.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let mut admission = None;
     for node in &plan.create {
         let pod = new_pod(ds, &template, &hash, node);
-        match ctx.store.create(pods(), pod).await {
+        // Daemon pods pass admission (priority, LimitRange, quota) as any create does.
+        let admission = match &mut admission {
+            Some(a) => a,
+            None => {
+                admission.insert(Admission::load(&ctx.store, pods(), object::namespace(ds)).await?)
+            }
+        };
+        match admission.create(&ctx.store, pod).await {
             Ok(stored) => {
                 ctx.events.record(
                     daemonsets(),
@@ -287,7 +296,10 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                     .wait_for_revision(pods(), revision_of(&stored), CACHE_WAIT)
                     .await?;
             }
-            Err(StoreError::Invalid { errors, .. }) => {
+            Err(AdmissionError::Store {
+                source: StoreError::Invalid { errors, .. },
+                ..
+            }) => {
                 ctx.events.record(
                     daemonsets(),
                     ds,
@@ -296,6 +308,17 @@ async fn reconcile_ds(ctx: &Context, ds: &Value) -> Result<Action, ReconcileErro
                     format!("Error creating: {errors}"),
                 );
                 return Ok(Action::await_change());
+            }
+            // Refused (quota, priority, limits): retried with backoff.
+            Err(e @ AdmissionError::Refused(_)) => {
+                ctx.events.record(
+                    daemonsets(),
+                    ds,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {e}"),
+                );
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         }

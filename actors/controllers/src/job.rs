@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus_schema::KindInfo;
+use drover_admission::Admission;
 use drover_store::{DeleteOptions, StoreError, object};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{JobSpec, JobStatus};
@@ -131,9 +132,16 @@ impl Reconciler for JobController {
             delete_pod(ctx, &job, key, name, pod_uid).await?;
         }
         let mut last_created = None;
+        // Job pods pass admission (priority, LimitRange, quota) as any create does.
+        let mut admission = None;
         for index in &plan.create {
             let pod = new_pod(&job, *index);
-            match ctx.store.create(pods(), pod).await {
+            let admission = match &mut admission {
+                Some(a) => a,
+                None => admission
+                    .insert(Admission::load(&ctx.store, pods(), object::namespace(&job)).await?),
+            };
+            match admission.create(&ctx.store, pod).await {
                 Ok(created) => {
                     ctx.events.record(
                         jobs(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bus_schema::KindInfo;
 use bus_schema::selector::LabelSelector;
+use drover_admission::Admission;
 use drover_store::{DeleteOptions, DeleteOutcome, StoreError};
 use futures::future::join_all;
 use jiff::Timestamp;
@@ -418,7 +419,11 @@ fn pod_from_template(rs: &Value, typed: &ReplicaSet) -> Value {
 }
 
 /// Creates `n` pods in slow-start batches; returns the highest revision written and the
-/// first error (later batches are skipped after one fails).
+/// first error (later batches are skipped after one fails). Every pod passes admission
+/// first (priority, LimitRange defaults, quota), as a create through the API server
+/// does: the pods of a batch are admitted one after the other (each quota charge sees
+/// the one before), then the admitted ones are written together. A refused pod is not
+/// written; its `FailedCreate` event carries the refusal.
 async fn create_pods(
     ctx: &Context,
     rs: &Value,
@@ -426,12 +431,42 @@ async fn create_pods(
     n: usize,
 ) -> (u64, Option<String>) {
     let kind = replicasets();
-    let pod = pod_from_template(rs, typed);
+    let template = pod_from_template(rs, typed);
+    let mut admission = match Admission::load(
+        &ctx.store,
+        pods_kind(),
+        drover_store::object::namespace(&template),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            failed_create(ctx, rs, &e);
+            return (0, Some(e.to_string()));
+        }
+    };
     let mut last_rev = 0;
     for batch in pods::slow_start_batches(n) {
-        let results =
-            join_all((0..batch).map(|_| ctx.store.create(pods_kind(), pod.clone()))).await;
+        let mut admitted = Vec::with_capacity(batch);
         let mut error = None;
+        for _ in 0..batch {
+            let mut pod = template.clone();
+            drover_admission::name_from_generate(&mut pod);
+            match admission.admit_create(&ctx.store, &mut pod, false).await {
+                Ok(()) => admitted.push(pod),
+                Err(e) => {
+                    failed_create(ctx, rs, &e);
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let results = join_all(
+            admitted
+                .into_iter()
+                .map(|pod| ctx.store.create(pods_kind(), pod)),
+        )
+        .await;
         for result in results {
             match result {
                 Ok(stored) => {
@@ -445,13 +480,7 @@ async fn create_pods(
                     );
                 }
                 Err(e) => {
-                    ctx.events.record(
-                        kind,
-                        rs,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {e}"),
-                    );
+                    failed_create(ctx, rs, &e);
                     error.get_or_insert(e.to_string());
                 }
             }
@@ -461,6 +490,17 @@ async fn create_pods(
         }
     }
     (last_rev, None)
+}
+
+/// The `FailedCreate` event of a pod that could not be created.
+fn failed_create(ctx: &Context, rs: &Value, error: &dyn std::fmt::Display) {
+    ctx.events.record(
+        replicasets(),
+        rs,
+        EventType::Warning,
+        "FailedCreate",
+        format!("Error creating: {error}"),
+    );
 }
 
 /// Deletes `victims` (uid precondition, the pod's own grace period); returns the highest

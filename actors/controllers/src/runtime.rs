@@ -140,6 +140,19 @@ pub enum ReconcileError {
     Other(String),
 }
 
+impl From<drover_admission::AdmissionError> for ReconcileError {
+    /// A refusal is retried with backoff like any failure: what it depends on (a quota,
+    /// a PriorityClass, a LimitRange) may change without the controller being told.
+    fn from(e: drover_admission::AdmissionError) -> ReconcileError {
+        match e {
+            drover_admission::AdmissionError::Store { source, .. } => ReconcileError::Store(source),
+            refused @ drover_admission::AdmissionError::Refused(_) => {
+                ReconcileError::Other(refused.to_string())
+            }
+        }
+    }
+}
+
 /// What every reconcile gets: the store to write to, the cache to read from, and the
 /// event recorder.
 #[derive(Clone)]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bus_schema::KindInfo;
 use bus_schema::selector::LabelSelector;
+use drover_admission::AdmissionError;
 use drover_store::{DeleteOptions, StoreError, object};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -361,7 +362,9 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
                 }
                 let pod = new_pod(set, &template_of(rev_name), rev_name, ordinal);
                 let pod_name = object::name(&pod).to_string();
-                match ctx.store.create(pods(), pod).await {
+                // Set pods pass admission (priority, LimitRange, quota) as any create
+                // does.
+                match drover_admission::create(&ctx.store, pods(), pod).await {
                     Ok(stored) => {
                         ctx.events.record(
                             sets(),
@@ -376,8 +379,14 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
                     }
                     // The old pod of this name is still being removed; its deletion
                     // reconciles the set again.
-                    Err(StoreError::AlreadyExists { .. }) => {}
-                    Err(StoreError::Invalid { errors, .. }) => {
+                    Err(AdmissionError::Store {
+                        source: StoreError::AlreadyExists { .. },
+                        ..
+                    }) => {}
+                    Err(AdmissionError::Store {
+                        source: StoreError::Invalid { errors, .. },
+                        ..
+                    }) => {
                         ctx.events.record(
                             sets(),
                             set,
@@ -388,6 +397,19 @@ async fn reconcile_set(ctx: &Context, set: &Value) -> Result<Action, ReconcileEr
                             ),
                         );
                         return Ok(Action::await_change());
+                    }
+                    // Refused (quota, priority, limits): retried with backoff.
+                    Err(e @ AdmissionError::Refused(_)) => {
+                        ctx.events.record(
+                            sets(),
+                            set,
+                            EventType::Warning,
+                            "FailedCreate",
+                            format!(
+                                "create Pod {pod_name} in StatefulSet {name} failed error: {e}"
+                            ),
+                        );
+                        return Err(e.into());
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -466,7 +488,8 @@ async fn ensure_claims(ctx: &Context, set: &Value, ordinal: i64) -> Result<bool,
             }
             continue;
         }
-        match ctx.store.create(claims(), claim).await {
+        // Claims pass admission (LimitRange, quota) as any create does.
+        match drover_admission::create(&ctx.store, claims(), claim).await {
             Ok(stored) => {
                 ctx.events.record(
                     sets(),
@@ -483,8 +506,14 @@ async fn ensure_claims(ctx: &Context, set: &Value, ordinal: i64) -> Result<bool,
                     .wait_for_revision(claims(), revision_of(&stored), CACHE_WAIT)
                     .await?;
             }
-            Err(StoreError::AlreadyExists { .. }) => {}
-            Err(StoreError::Invalid { errors, .. }) => {
+            Err(AdmissionError::Store {
+                source: StoreError::AlreadyExists { .. },
+                ..
+            }) => {}
+            Err(AdmissionError::Store {
+                source: StoreError::Invalid { errors, .. },
+                ..
+            }) => {
                 ctx.events.record(
                     sets(),
                     set,
@@ -496,6 +525,20 @@ async fn ensure_claims(ctx: &Context, set: &Value, ordinal: i64) -> Result<bool,
                     ),
                 );
                 return Ok(false);
+            }
+            // Refused (quota, limits): retried with backoff.
+            Err(e @ AdmissionError::Refused(_)) => {
+                ctx.events.record(
+                    sets(),
+                    set,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!(
+                        "create Claim {cname} for StatefulSet {} failed error: {e}",
+                        object::name(set)
+                    ),
+                );
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         }

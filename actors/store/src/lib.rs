@@ -1064,7 +1064,9 @@ fn conflict(kind: &KindInfo, name: &str) -> StoreError {
 /// `generateName` suffix alphabet (Kubernetes': no vowels, no confusable digits).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn generated_name(prefix: &str) -> String {
+/// A name from a `generateName` prefix: the prefix (trimmed to fit 63 characters) and a
+/// random five-character suffix, as [`Store::create`] makes one.
+pub fn generated_name(prefix: &str) -> String {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let suffix: String = bytes
         .iter()
