@@ -663,7 +663,10 @@ async fn three_node_cluster_survives_losing_the_leader() {
     // machine: retried like the writes above (an error here is availability, not loss).
     let mut attempts = 0;
     let listed = loop {
-        match store.list(k, Some("default"), &ListOptions::default()).await {
+        match store
+            .list(k, Some("default"), &ListOptions::default())
+            .await
+        {
             Ok(listed) => break listed,
             Err(e) => {
                 attempts += 1;
