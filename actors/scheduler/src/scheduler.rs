@@ -1,7 +1,8 @@
 //! The scheduler's shell: one task owns the [`Snapshot`] and the [`SchedulingQueue`],
 //! applies the informers' changes, runs one [`cycle::schedule`] per popped pod and hands
-//! binds to spawned tasks (up to [`SchedulerConfig::binds_in_flight`] at once: the store's
-//! fsynced write is the bottleneck, not the decision). A pod is *assumed* on its node as
+//! binds to the binder task (up to [`SchedulerConfig::binds_in_flight`] at once), which
+//! writes them in atomic batches: the store's fsynced write is the bottleneck, not the
+//! decision, and a batch is one request and one commit for many binds. A pod is *assumed* on its node as
 //! soon as it is chosen, so the next decision already counts it; a failed bind forgets
 //! the assumption and requeues the pod.
 //!
@@ -33,7 +34,12 @@ use crate::snapshot::{NodeInfo, PodInfo, PodKey, Snapshot};
 /// Scheduler names this scheduler serves (`spec.schedulerName`; empty is the default).
 pub const SCHEDULER_NAMES: &[&str] = &["", "default-scheduler", "drover"];
 /// Binds in flight at once (see [`SchedulerConfig::binds_in_flight`]).
-pub const DEFAULT_BINDS_IN_FLIGHT: usize = 64;
+pub const DEFAULT_BINDS_IN_FLIGHT: usize = 1024;
+/// Most binds written in one atomic batch ([`Store::update_batch`]).
+pub const MAX_BIND_BATCH: usize = 256;
+/// Bind batches in flight at once: while they are written, the next binds queue up and
+/// form the next batch, so batches grow with the load and stay single binds when idle.
+const BIND_BATCHES_IN_FLIGHT: usize = 4;
 /// Event writes in flight at once.
 pub const DEFAULT_EVENT_WRITERS: usize = 2;
 /// Changes buffered between the informers and the loop.
@@ -46,8 +52,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// Scheduler settings, one place.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Binds (store writes) in flight at once. More hides the write latency; the store
-    /// serializes the fsyncs anyway.
+    /// Binds in flight at once (decided, not yet acknowledged). They are written in
+    /// atomic batches of up to [`MAX_BIND_BATCH`], so more in flight means fewer,
+    /// larger writes.
     pub binds_in_flight: usize,
     /// Seed of the tie-breaking RNG (a run replays given the same events).
     pub seed: u64,
@@ -193,8 +200,18 @@ struct Shell {
     n_binding: usize,
     synced: std::collections::BTreeSet<&'static str>,
     start: Instant,
-    results_tx: mpsc::Sender<BindResult>,
+    binds: mpsc::UnboundedSender<BindJob>,
     results_rx: Option<mpsc::Receiver<BindResult>>,
+}
+
+/// A decided bind on its way to the binder.
+struct BindJob {
+    key: PodKey,
+    /// namespace, name, uid (for the Scheduled event).
+    pod: (String, String, String),
+    node: String,
+    /// The pod as seen (its resourceVersion is the bind's precondition).
+    obj: Value,
 }
 
 impl Shell {
@@ -205,6 +222,8 @@ impl Shell {
         events: mpsc::Sender<EventWork>,
     ) -> Shell {
         let (results_tx, results_rx) = mpsc::channel(config.binds_in_flight.max(1) * 2);
+        let (binds, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(binder(store.clone(), jobs, results_tx));
         Shell {
             store,
             rng: StdRng::seed_from_u64(config.seed),
@@ -219,7 +238,7 @@ impl Shell {
             n_binding: 0,
             synced: Default::default(),
             start: Instant::now(),
-            results_tx,
+            binds,
             results_rx: Some(results_rx),
         }
     }
@@ -509,23 +528,17 @@ impl Shell {
                     .decide_nanos
                     .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 self.n_binding += 1;
-                let store = self.store.clone();
-                let tx = self.results_tx.clone();
                 let pod = (
                     pending.info.namespace.clone(),
                     pending.info.name.clone(),
                     pending.info.uid.clone(),
                 );
-                tokio::spawn(async move {
-                    let outcome = bind(&store, obj, &node).await;
-                    let _ = tx
-                        .send(BindResult {
-                            key,
-                            pod,
-                            node,
-                            outcome,
-                        })
-                        .await;
+                // The binder ends only when this sender is dropped.
+                let _ = self.binds.send(BindJob {
+                    key,
+                    pod,
+                    node,
+                    obj,
                 });
             }
             Err(diagnosis) => {
@@ -748,23 +761,67 @@ fn set_scheduled_condition(
     }
 }
 
-/// The binding write: spec.nodeName and PodScheduled=True in one compare-and-swap
-/// update of the pod as it was seen (its resourceVersion is the precondition).
-async fn bind(store: &Store, mut obj: Value, node: &str) -> BindOutcome {
+/// Writes binds in atomic batches: takes a batch slot, then everything queued by then
+/// (up to [`MAX_BIND_BATCH`]), and writes it with [`Store::update_batch`] while the next
+/// batch gathers. Ends when the scheduler drops its sender.
+async fn binder(
+    store: Store,
+    mut jobs: mpsc::UnboundedReceiver<BindJob>,
+    results: mpsc::Sender<BindResult>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BIND_BATCHES_IN_FLIGHT));
+    while let Some(first) = jobs.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BIND_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (store, results) = (store.clone(), results.clone());
+        tokio::spawn(async move {
+            let entries = batch
+                .iter()
+                .map(|j| (j.obj.clone(), bound_pod(j.obj.clone(), &j.node)))
+                .collect();
+            let outcomes = store.update_batch(pods_kind(), entries).await;
+            drop(slot);
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let outcome = match outcome {
+                    Ok(stored) => BindOutcome::Bound(
+                        object::meta_str(&stored, "resourceVersion")
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0),
+                    ),
+                    Err(StoreError::NotFound { .. }) => BindOutcome::Gone,
+                    Err(e) => BindOutcome::Failed(e),
+                };
+                let result = BindResult {
+                    key: job.key,
+                    pod: job.pod,
+                    node: job.node,
+                    outcome,
+                };
+                if results.send(result).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The binding write's content: spec.nodeName and PodScheduled=True together, written
+/// as one compare-and-swap of the pod as it was seen (like the binding subresource).
+fn bound_pod(mut obj: Value, node: &str) -> Value {
     obj["spec"]["nodeName"] = json!(node);
     set_scheduled_condition(&mut obj, "True", None, None);
     if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
         status.remove("nominatedNodeName");
     }
-    match store.update(pods_kind(), obj).await {
-        Ok(stored) => BindOutcome::Bound(
-            object::meta_str(&stored, "resourceVersion")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-        ),
-        Err(StoreError::NotFound { .. }) => BindOutcome::Gone,
-        Err(e) => BindOutcome::Failed(e),
-    }
+    obj
 }
 
 /// Runs the scheduler (default settings) for as long as the calling task lives: aborting

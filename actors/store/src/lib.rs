@@ -30,6 +30,7 @@ mod watch;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -116,6 +117,46 @@ struct Inner {
     /// `max_payload` when drover runs against a NATS it did not configure.
     limit: usize,
     buckets: RwLock<HashMap<String, Bucket>>,
+    /// Makes atomic batch ids unique within this client.
+    batches: AtomicU64,
+}
+
+/// One write of an atomic batch (see [`Store::update_batch`]).
+struct Prepared {
+    /// Position in the caller's input.
+    index: usize,
+    key: String,
+    /// Expected last revision of the key.
+    rev: u64,
+    body: Bytes,
+    /// What is stored (without its new resourceVersion).
+    obj: Value,
+}
+
+enum Batched {
+    Write(Prepared),
+    Unchanged,
+    OneByOne,
+}
+
+/// Most writes in one atomic batch (nats-server allows 1,000).
+const MAX_BATCH: usize = 500;
+
+/// JetStream's error code for a failed expected-last-sequence check.
+const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
+
+/// The reply to an atomic batch's commit.
+#[derive(Deserialize)]
+struct BatchAck {
+    seq: Option<u64>,
+    error: Option<BatchAckError>,
+}
+
+#[derive(Deserialize)]
+struct BatchAckError {
+    err_code: u64,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Clone)]
@@ -232,6 +273,7 @@ impl Store {
                 config,
                 limit,
                 buckets: RwLock::new(HashMap::new()),
+                batches: AtomicU64::new(0),
             }),
         })
     }
@@ -325,12 +367,19 @@ impl Store {
         // stream at 1,000 consumers unless the stream sets its own limit.
         let mut stream = kv.stream;
         let info = stream.info().await.map_err(StoreError::nats)?.clone();
-        if info.config.max_consumers != MAX_CONSUMERS_PER_BUCKET {
+        // Atomic batches (NATS >= 2.12) carry `update_batch`: many CAS writes, one
+        // request and one commit.
+        if info.config.max_consumers != MAX_CONSUMERS_PER_BUCKET
+            || !info.config.allow_atomic_publish
+        {
             let mut config = info.config.clone();
             config.max_consumers = MAX_CONSUMERS_PER_BUCKET;
-            self.inner.js.update_stream(config).await.map_err(|e| {
-                StoreError::nats(format!("raising the consumer limit of {name}: {e}"))
-            })?;
+            config.allow_atomic_publish = true;
+            self.inner
+                .js
+                .update_stream(config)
+                .await
+                .map_err(|e| StoreError::nats(format!("configuring the stream of {name}: {e}")))?;
         }
         let kv_stream = stream;
         let bucket = Bucket {
@@ -735,6 +784,185 @@ impl Store {
             .publish(&bucket, &key, WriteOp::Update, rev, body)
             .await?;
         Ok(with_rv(obj, new_rev))
+    }
+
+    /// Compare-and-swap updates of many objects of one kind in one atomic batch. Each
+    /// entry is `(current, changed)`: `current` a whole stored object as read (its
+    /// `metadata.resourceVersion` is the precondition, and nothing is re-read), `changed`
+    /// what to store instead. One request and one commit for the lot, where
+    /// [`Store::update`] costs a read and a write each: the scheduler binds this way.
+    /// The batch is stored all or nothing; when a precondition fails, its entries are
+    /// retried one by one through [`Store::update`] (with `current`'s resourceVersion),
+    /// so exactly the stale ones get [`StoreError::Conflict`]. Terminating objects and a
+    /// key given twice also take that path. Results are in input order.
+    pub async fn update_batch(
+        &self,
+        kind: &'static KindInfo,
+        entries: Vec<(Value, Value)>,
+    ) -> Vec<Result<Value>> {
+        let bucket = match self.bucket(kind).await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = e.to_string();
+                return entries
+                    .iter()
+                    .map(|_| Err(StoreError::Nats(msg.clone())))
+                    .collect();
+            }
+        };
+        let mut results: Vec<Option<Result<Value>>> = entries.iter().map(|_| None).collect();
+        let mut batch: Vec<Prepared> = Vec::new();
+        let mut one_by_one: Vec<usize> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
+        for (i, (current, changed)) in entries.iter().enumerate() {
+            match self.prepare_batched(kind, current, changed.clone()) {
+                Ok(Batched::Write(p)) if keys.insert(p.key.clone()) => {
+                    batch.push(Prepared { index: i, ..p })
+                }
+                Ok(Batched::Unchanged) => results[i] = Some(Ok(current.clone())),
+                Ok(_) => one_by_one.push(i),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for chunk in batch.chunks(MAX_BATCH) {
+            match self.publish_batch(&bucket, chunk).await {
+                Ok(last) => {
+                    let first = last + 1 - chunk.len() as u64;
+                    for (k, p) in chunk.iter().enumerate() {
+                        results[p.index] = Some(Ok(with_rv(p.obj.clone(), first + k as u64)));
+                    }
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    one_by_one.extend(chunk.iter().map(|p| p.index));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for p in chunk {
+                        results[p.index] = Some(Err(StoreError::Nats(msg.clone())));
+                    }
+                }
+            }
+        }
+        let singles = futures::future::join_all(one_by_one.iter().map(|&i| {
+            let (current, changed) = &entries[i];
+            let mut changed = changed.clone();
+            if let Some(rv) = object::meta_str(current, "resourceVersion") {
+                object::meta_mut(&mut changed).insert("resourceVersion".into(), rv.into());
+            }
+            self.update(kind, changed)
+        }))
+        .await;
+        for (i, r) in one_by_one.into_iter().zip(singles) {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Nats("not written".into()))))
+            .collect()
+    }
+
+    /// What [`Store::update`] does between its read and its write, with the read given.
+    fn prepare_batched(
+        &self,
+        kind: &'static KindInfo,
+        current: &Value,
+        mut obj: Value,
+    ) -> Result<Batched> {
+        normalize_type(kind, &mut obj);
+        validate(kind, &obj)?;
+        let rev = match object::meta_str(current, "resourceVersion").filter(|s| !s.is_empty()) {
+            Some(s) => parse_rv(s)?,
+            None => return Ok(Batched::OneByOne),
+        };
+        if object::is_terminating(current) {
+            return Ok(Batched::OneByOne);
+        }
+        carry_server_fields(current, &mut obj);
+        let generation = current
+            .get("metadata")
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let generation = if object::spec_part(current) != object::spec_part(&obj) {
+            generation + 1
+        } else {
+            generation
+        };
+        object::meta_mut(&mut obj).insert("generation".into(), Value::from(generation));
+        if without_rv(&obj) == without_rv(current) {
+            return Ok(Batched::Unchanged);
+        }
+        let namespace = if kind.namespaced {
+            object::namespace(current).map(str::to_string)
+        } else {
+            None
+        };
+        let key = subjects::kv_key(namespace.as_deref(), object::name(current));
+        let body = self.encode(&obj)?;
+        Ok(Batched::Write(Prepared {
+            index: 0,
+            key,
+            rev,
+            body,
+            obj,
+        }))
+    }
+
+    /// Publishes `writes` as one atomic batch (each with its own expected last subject
+    /// sequence); the sequence of the last message on success.
+    async fn publish_batch(&self, bucket: &Bucket, writes: &[Prepared]) -> Result<u64> {
+        let batch_id = generated_name("b-");
+        let batch_id = format!(
+            "{batch_id}{}",
+            self.inner.batches.fetch_add(1, Ordering::Relaxed)
+        );
+        let meta = Meta {
+            sender: self.inner.config.sender.clone(),
+            traceparent: None,
+        };
+        let n = writes.len();
+        for (k, Prepared { key, rev, body, .. }) in writes.iter().enumerate() {
+            let mut headers =
+                envelope::headers(&meta).map_err(|e| StoreError::BadRequest(e.to_string()))?;
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                rev.to_string().as_str(),
+            );
+            headers.insert(HEADER_OP, WriteOp::Update.as_str());
+            headers.insert("Nats-Batch-Id", batch_id.as_str());
+            headers.insert("Nats-Batch-Sequence", (k + 1).to_string().as_str());
+            let subject = subjects::kv_subject(&bucket.name, key);
+            if k + 1 < n {
+                self.inner
+                    .client
+                    .publish_with_headers(subject, headers, body.clone())
+                    .await
+                    .map_err(StoreError::nats)?;
+                continue;
+            }
+            headers.insert("Nats-Batch-Commit", "1");
+            let reply = self
+                .inner
+                .client
+                .request_with_headers(subject, headers, body.clone())
+                .await
+                .map_err(StoreError::nats)?;
+            let ack: BatchAck = serde_json::from_slice(&reply.payload)
+                .map_err(|e| StoreError::Nats(format!("batch ack: {e}")))?;
+            if let Some(error) = ack.error {
+                if error.err_code == ERR_WRONG_LAST_SEQUENCE {
+                    return Err(conflict(bucket.kind, key));
+                }
+                return Err(StoreError::Nats(format!(
+                    "batch of {n} writes refused: {} ({})",
+                    error.description, error.err_code
+                )));
+            }
+            return ack
+                .seq
+                .ok_or_else(|| StoreError::Nats("batch ack without a sequence".into()));
+        }
+        Err(StoreError::BadRequest("empty batch".into()))
     }
 
     /// Deletes an object, honouring finalizers, graceful deletion and preconditions.

@@ -900,3 +900,69 @@ async fn lists_during_writes_hold_each_key_once() {
         w.await.unwrap();
     }
 }
+
+/// Many CAS updates in one atomic batch: each entry's precondition is the resourceVersion
+/// of the object as read; a stale entry fails alone (the batch is retried one by one),
+/// an unchanged one writes nothing, and what is stored is exactly what each result says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_batch_writes_each_entry_once_and_only_stale_ones_conflict() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let k = cm_kind();
+    let mut read = Vec::new();
+    for i in 0..50 {
+        read.push(
+            store
+                .create(k, cm("default", &format!("b-{i:02}"), &[("n", "0")]))
+                .await
+                .unwrap(),
+        );
+    }
+    let changed = |o: &Value, n: &str| {
+        let mut c = o.clone();
+        c["data"] = json!({ "n": n });
+        c
+    };
+    // All fresh: one batch.
+    let entries: Vec<(Value, Value)> = read.iter().map(|o| (o.clone(), changed(o, "1"))).collect();
+    let before = store.revision(k).await.unwrap();
+    let results = store.update_batch(k, entries).await;
+    let written: Vec<Value> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(store.revision(k).await.unwrap(), before + 50);
+    for w in &written {
+        let stored = store
+            .get(k, Some("default"), w["metadata"]["name"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored, *w);
+        assert_eq!(stored["data"]["n"], "1");
+    }
+    // Entry 7 is stale (its read is the first version), entry 8 is unchanged.
+    let mut entries: Vec<(Value, Value)> = written
+        .iter()
+        .map(|o| (o.clone(), changed(o, "2")))
+        .collect();
+    entries[7] = (read[7].clone(), changed(&read[7], "2"));
+    entries[8] = (written[8].clone(), written[8].clone());
+    let before = store.revision(k).await.unwrap();
+    let results = store.update_batch(k, entries).await;
+    assert!(
+        matches!(results[7], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        results[7]
+    );
+    assert_eq!(results[8].as_ref().unwrap(), &written[8]);
+    assert_eq!(store.revision(k).await.unwrap(), before + 48);
+    for (i, r) in results.iter().enumerate() {
+        let name = format!("b-{i:02}");
+        let stored = store.get(k, Some("default"), &name).await.unwrap();
+        let want = match i {
+            7 | 8 => "1",
+            _ => "2",
+        };
+        assert_eq!(stored["data"]["n"], want, "{name}");
+        if let Ok(r) = r {
+            assert_eq!(rv(r), rv(&stored), "{name}");
+        }
+    }
+}
