@@ -237,6 +237,7 @@ async fn kubectl_autoscale_creates_a_v1_hpa_that_scales_and_reads_in_both_versio
         versions.contains("autoscaling/v1") && versions.contains("autoscaling/v2"),
         "{versions}"
     );
+    // kubectl sends it as protobuf.
     let out = cluster.ok(&[
         "autoscale",
         "deployment",
