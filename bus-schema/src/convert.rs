@@ -137,9 +137,3 @@ pub fn by_group_version_resource(
 pub fn served_kinds() -> impl Iterator<Item = &'static KindInfo> {
     CONVERSIONS.iter().map(|c| &c.served)
 }
-
-/// The conversion whose served kind is `kind` (compared by address: the served
-/// [`KindInfo`]s live in [`CONVERSIONS`]).
-pub fn by_served_kind(kind: &KindInfo) -> Option<&'static Conversion> {
-    CONVERSIONS.iter().find(|c| std::ptr::eq(&c.served, kind))
-}

@@ -258,6 +258,5 @@ fn every_conversion_names_a_stored_kind_at_another_version() {
             (stored.plural, stored.namespaced),
             (c.served.plural, c.served.namespaced)
         );
-        assert!(by_served_kind(&c.served).is_some());
     }
 }
