@@ -263,7 +263,12 @@ async fn handle(
     field_manager::resolve(req, &mut q, verb)?;
     let (body, warnings) = validate_fields(req, verb, &target, &q, body)?;
     let body = match target.served {
-        Some(conv) if matches!(verb, "create" | "update") => body_to_storage(conv, &target, body)?,
+        Some(conv)
+            if matches!(verb, "create" | "update")
+                && matches!(target.subresource.as_deref(), None | Some("status")) =>
+        {
+            body_to_storage(conv, &target, body)?
+        }
         _ => body,
     };
     let mut resp = route(req, state, &target, verb, &q, body).await?;
@@ -1195,6 +1200,16 @@ mod tests {
     }
 
     #[test]
+    fn a_served_version_parses_to_the_stored_kind_and_its_conversion() {
+        let v1 = parse_path("/apis/autoscaling/v1/namespaces/a/horizontalpodautoscalers").unwrap();
+        assert_eq!(v1.kind.version, "v2");
+        assert_eq!(v1.served.map(|c| c.served.version), Some("v1"));
+        let v2 = parse_path("/apis/autoscaling/v2/namespaces/a/horizontalpodautoscalers").unwrap();
+        assert_eq!(v2.kind, v1.kind);
+        assert!(v2.served.is_none());
+    }
+
+    #[test]
     fn paths() {
         check("/api/v1/pods", Some(("pods", None, None, None)));
         check(
@@ -1235,6 +1250,16 @@ mod tests {
             "/apis/drover.io/v1/namespaces/a/trafficsplits/x",
             Some(("trafficsplits", Some("a"), Some("x"), None)),
         );
+        check(
+            "/apis/autoscaling/v1/namespaces/ns1/horizontalpodautoscalers/web/status",
+            Some((
+                "horizontalpodautoscalers",
+                Some("ns1"),
+                Some("web"),
+                Some("status"),
+            )),
+        );
+        check("/apis/autoscaling/v3/horizontalpodautoscalers", None);
         check("/api/v1/namespaces/default/nodes", None);
         check("/api/v2/pods", None);
         check("/apis/apps/v1/pods", None);

@@ -345,6 +345,44 @@ async fn kubectl_autoscale_creates_a_v1_hpa_that_scales_and_reads_in_both_versio
     );
     assert_eq!(v2["spec"]["metrics"].as_array().map(Vec::len), Some(1));
 
+    // A v1 client that reads the object and writes it back (PUT) loses nothing: the
+    // round-trip annotations become v2 fields again and are not stored.
+    let mut v1: Value = serde_json::from_str(&cluster.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    v1["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    v1["metadata"]["labels"] = serde_json::json!({"replaced": "yes"});
+    let replaced = cluster.write("v1.json", &v1.to_string());
+    cluster.ok(&["replace", "-f", &replaced]);
+    let v2: Value = serde_json::from_str(&cluster.ok(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(v2["metadata"]["labels"]["replaced"], "yes", "{v2:#}");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60,
+        "{v2:#}"
+    );
+    assert!(
+        v2["metadata"]["annotations"]
+            .as_object()
+            .is_none_or(|a| a.keys().all(|k| !k.starts_with("autoscaling.alpha"))),
+        "{v2:#}"
+    );
+    assert!(v2["status"]["conditions"].is_array(), "{v2:#}");
+
     // A v1 watch streams v1 objects (timeoutSeconds ends it).
     let events = cluster.ok(&[
         "get",
