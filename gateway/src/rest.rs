@@ -679,8 +679,8 @@ async fn patch(
         };
         // A served version patches its own view of the object, converted back after.
         let view = match target.served {
-            Some(conv) => (conv.from_storage)(&current),
-            None => current.clone(),
+            Some(conv) => std::borrow::Cow::Owned((conv.from_storage)(&current)),
+            None => std::borrow::Cow::Borrowed(&current),
         };
         let patched = match patch_type {
             PatchType::Json => patch::apply_json_patch(&view, body),
@@ -1207,6 +1207,28 @@ mod tests {
         let v2 = parse_path("/apis/autoscaling/v2/namespaces/a/horizontalpodautoscalers").unwrap();
         assert_eq!(v2.kind, v1.kind);
         assert!(v2.served.is_none());
+    }
+
+    #[test]
+    fn watch_events_of_a_served_version() {
+        let conv = bus_schema::convert::by_group_version_resource(
+            "autoscaling",
+            "v1",
+            "horizontalpodautoscalers",
+        )
+        .unwrap();
+        let bookmark = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"resourceVersion": "9"}});
+        assert_eq!(
+            watch_object(conv, "BOOKMARK", &bookmark),
+            json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"resourceVersion": "9"}})
+        );
+        let added = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "a"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a"}, "maxReplicas": 2, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 40}}}]}});
+        let got = watch_object(conv, "ADDED", &added);
+        assert_eq!(got["apiVersion"], "autoscaling/v1");
+        assert_eq!(got["spec"]["targetCPUUtilizationPercentage"], 40);
+        let gone = json!({"apiVersion": "v1", "kind": "Status", "code": 410});
+        assert_eq!(watch_object(conv, "ERROR", &gone), gone);
     }
 
     #[test]
