@@ -417,6 +417,44 @@ async fn kubectl_autoscale_creates_a_v1_hpa_that_scales_and_reads_in_both_versio
     let (found, _, _) = cluster.kubectl(&["get", "hpa", "bad"]);
     assert!(!found);
 
+    // Strict field validation checks v1 bodies against the v1 schema.
+    let unknown = cluster.write(
+        "unknown.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: api}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 3\n  targetCPUUtilizationPercentage: 70\n  bogus: 1\n",
+    );
+    let (ok, _, err) = cluster.kubectl(&["create", "-f", &unknown, "--validate=strict"]);
+    assert!(
+        !ok && err.contains(r#"unknown field "spec.bogus""#),
+        "{err}"
+    );
+
+    // Client-side apply of a v1 manifest: a create, then a strategic merge patch of the
+    // v1 view.
+    let manifest = |percent: u32| {
+        format!(
+            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {{name: api}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n  maxReplicas: 3\n  targetCPUUtilizationPercentage: {percent}\n"
+        )
+    };
+    let applied = cluster.write("api.yaml", &manifest(70));
+    cluster.ok(&["apply", "-f", &applied]);
+    let applied = cluster.write("api.yaml", &manifest(75));
+    let out = cluster.ok(&["apply", "-f", &applied]);
+    assert!(out.contains("configured"), "{out}");
+    let v2: Value = serde_json::from_str(&cluster.ok(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "api",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        v2["spec"]["metrics"],
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 75}}}]),
+        "{v2:#}"
+    );
+    assert_eq!(v2["spec"]["minReplicas"], 1, "v1's default: {v2:#}");
+
     scheduler.abort();
     fleet.stop().await;
 }
