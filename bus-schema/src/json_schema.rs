@@ -15,7 +15,8 @@ use schemars::{Schema, SchemaGenerator};
 
 use crate::KindInfo;
 
-/// Adds the schema of `kind`'s type (and of every type it refers to) to `generator`'s
+/// Adds the schema of `kind`'s type (a kind of `KINDS` or a served version of
+/// [`crate::convert::CONVERSIONS`]) (and of every type it refers to) to `generator`'s
 /// definitions and returns a `$ref` schema pointing at it; `None` for a kind this table does
 /// not know, which the tests rule out for every entry of `KINDS`.
 pub fn subschema_for(kind: &KindInfo, generator: &mut SchemaGenerator) -> Option<Schema> {
@@ -44,6 +45,9 @@ pub fn subschema_for(kind: &KindInfo, generator: &mut SchemaGenerator) -> Option
         }
         ("batch", "v1", "Job") => generator.subschema_for::<batch::v1::Job>(),
         ("batch", "v1", "CronJob") => generator.subschema_for::<batch::v1::CronJob>(),
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            generator.subschema_for::<autoscaling::v1::HorizontalPodAutoscaler>()
+        }
         ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
             generator.subschema_for::<autoscaling::v2::HorizontalPodAutoscaler>()
         }
@@ -82,7 +86,7 @@ mod tests {
     #[test]
     fn every_kind_has_a_schema_named_after_its_version_and_kind() {
         let mut generator = generator();
-        for kind in KINDS {
+        for kind in KINDS.iter().chain(crate::convert::served_kinds()) {
             let schema = subschema_for(kind, &mut generator)
                 .unwrap_or_else(|| panic!("no schema for {}", kind.kind));
             let reference = schema

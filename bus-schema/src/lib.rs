@@ -12,9 +12,12 @@
 //!   gateway and a node agent.
 //! - [`json_schema`] maps every kind to its JSON schema (`schemars`), the source of the
 //!   gateway's OpenAPI documents.
+//! - [`convert`] lists the versions served beside a kind's storage version and converts
+//!   between them (autoscaling/v1 HorizontalPodAutoscalers).
 //! - [`validation`] returns every problem of an object with its field path;
 //!   [`selector`] parses label and field selectors.
 
+pub mod convert;
 pub mod defaults;
 pub mod drover;
 pub mod envelope;

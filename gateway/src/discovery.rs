@@ -73,10 +73,17 @@ async fn api(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespons
     })))
 }
 
-/// The groups drover serves, in first-seen order of `KINDS`, with their versions.
+/// Every kind at every version served: the storage versions (`KINDS`), then the versions
+/// served through a conversion.
+fn served_kinds() -> impl Iterator<Item = &'static KindInfo> {
+    KINDS.iter().chain(bus_schema::convert::served_kinds())
+}
+
+/// The groups drover serves, in first-seen order of `KINDS`, with their versions: the
+/// storage version first, so it is the preferred one.
 fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for k in KINDS.iter().filter(|k| !k.group.is_empty()) {
+    for k in served_kinds().filter(|k| !k.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == k.group) {
             Some((_, versions)) if !versions.contains(&k.version) => versions.push(k.version),
             Some(_) => {}
@@ -158,8 +165,7 @@ pub fn has_status(kind: &KindInfo) -> bool {
 
 /// The APIResourceList of one group version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let kinds: Vec<&KindInfo> = KINDS
-        .iter()
+    let kinds: Vec<&KindInfo> = served_kinds()
         .filter(|k| k.group == group && k.version == version)
         .collect();
     if kinds.is_empty() {
@@ -248,5 +254,32 @@ mod tests {
                 .any(|r| r["name"] == "pods/status")
         );
         assert!(groups().iter().any(|(g, _)| *g == "drover.io"));
+    }
+
+    #[test]
+    fn autoscaling_serves_v2_preferred_and_v1() {
+        let (_, versions) = groups()
+            .into_iter()
+            .find(|(g, _)| *g == "autoscaling")
+            .unwrap();
+        assert_eq!(versions, ["v2", "v1"]);
+        assert_eq!(
+            group_json("autoscaling", &versions)["preferredVersion"]["version"],
+            "v2"
+        );
+        let v1 = resource_list("autoscaling", "v1").unwrap();
+        let names: Vec<&str> = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status"
+            ]
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bus_schema::convert::Conversion;
 use bus_schema::selector::{FieldSelector, LabelSelector};
 use bus_schema::{KindInfo, kinds};
 use drover_store::{DeleteOptions, DeleteOutcome, ListOptions, Store, StoreError};
@@ -47,6 +48,10 @@ pub struct Target {
     pub name: Option<String>,
     /// Subresource (`status`, `scale`, ...).
     pub subresource: Option<String>,
+    /// The version the request speaks when it is not the storage version of `kind`
+    /// (`autoscaling/v1` HorizontalPodAutoscalers): bodies are converted into the storage
+    /// version on the way in and every object answered is converted back.
+    pub served: Option<&'static Conversion>,
 }
 
 /// Parses an API path into a [`Target`]. `None` for paths that name no resource.
@@ -61,10 +66,16 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
+    // The storage version, else a version served through a conversion.
     let lookup = |plural: &str| {
         kinds::KINDS
             .iter()
             .find(|k| k.group == group && k.version == version && k.plural == plural)
+            .map(|k| (k, None))
+            .or_else(|| {
+                bus_schema::convert::by_group_version_resource(group, version, plural)
+                    .map(|c| (c.storage(), Some(c)))
+            })
     };
     let owned = |s: &&str| Some(s.to_string());
     // Namespace objects live at /api/v1/namespaces/{name}[/status|/finalize].
@@ -77,7 +88,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         }
         _ => (None, rest),
     };
-    let (kind, name, sub) = match rest {
+    let ((kind, served), name, sub) = match rest {
         [res] => (lookup(res)?, None, None),
         [res, name] => (lookup(res)?, owned(name), None),
         [res, name, sub] => (lookup(res)?, owned(name), owned(sub)),
@@ -91,6 +102,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         namespace,
         name,
         subresource: sub,
+        served,
     })
 }
 
@@ -250,7 +262,21 @@ async fn handle(
         .map_err(ApiError::forbidden)?;
     field_manager::resolve(req, &mut q, verb)?;
     let (body, warnings) = validate_fields(req, verb, &target, &q, body)?;
+    let body = match target.served {
+        Some(conv)
+            if matches!(verb, "create" | "update")
+                && matches!(target.subresource.as_deref(), None | Some("status")) =>
+        {
+            body_to_storage(conv, &target, body)?
+        }
+        _ => body,
+    };
     let mut resp = route(req, state, &target, verb, &q, body).await?;
+    if let Some(conv) = target.served
+        && verb != "watch"
+    {
+        resp = response_from_storage(conv, resp).await;
+    }
     for w in warnings {
         if let Ok(v) =
             actix_web::http::header::HeaderValue::from_str(&field_validation::warning_header(&w))
@@ -303,11 +329,80 @@ fn validate_fields(
     if !obj.is_object() {
         return Ok((body, Vec::new()));
     }
-    let warnings = field_validation::check(target.kind, mode, &mut obj)?;
+    let schema_kind = target.served.map_or(target.kind, |c| &c.served);
+    let warnings = field_validation::check(schema_kind, mode, &mut obj)?;
     let body = serde_json::to_vec(&obj)
         .map(web::Bytes::from)
         .unwrap_or(body);
     Ok((body, warnings))
+}
+
+/// Converts the body of a create or update in a served (non-storage) version into the
+/// storage version. A body that is not a JSON object is left for the handler to refuse
+/// with its usual error; one that does not decode in its version is a 422 with the field
+/// paths of that version.
+fn body_to_storage(
+    conv: &'static Conversion,
+    target: &Target,
+    body: web::Bytes,
+) -> Result<web::Bytes, ApiError> {
+    let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(body);
+    };
+    if !obj.is_object() {
+        return Ok(body);
+    }
+    let served = conv.served.api_version();
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+        && av != served
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({served})"
+        )));
+    }
+    let converted = to_storage(conv, target, &obj)?;
+    Ok(serde_json::to_vec(&converted)
+        .map(web::Bytes::from)
+        .unwrap_or(body))
+}
+
+/// `conv.to_storage`, its field errors as the 422 `Invalid` Status every kind answers.
+fn to_storage(conv: &Conversion, target: &Target, obj: &Value) -> Result<Value, ApiError> {
+    (conv.to_storage)(obj).map_err(|errors| {
+        let name = drover_store::object::meta_str(obj, "name")
+            .map(str::to_string)
+            .unwrap_or_else(|| name_of(target).to_string());
+        let invalid = StoreError::Invalid {
+            kind: conv.served.group_resource(),
+            name: name.clone(),
+            errors,
+        };
+        ApiError::from_store(&conv.served, &name, invalid)
+    })
+}
+
+/// Converts a JSON answer about the storage version (an object, a list, a Table) into
+/// the served version the request spoke. Streams (watches) are converted per event.
+async fn response_from_storage(conv: &'static Conversion, resp: HttpResponse) -> HttpResponse {
+    let is_json = resp
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return resp;
+    }
+    let (head, body) = resp.into_parts();
+    let bytes = match actix_web::body::to_bytes(body).await {
+        Ok(b) => b,
+        Err(_) => return HttpResponse::InternalServerError().finish(),
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+        return head.set_body(bytes).map_into_boxed_body();
+    };
+    let converted = conv.response_from_storage(value);
+    let out = serde_json::to_vec(&converted).map_or(bytes, web::Bytes::from);
+    head.set_body(out).map_into_boxed_body()
 }
 
 /// Dispatches a request by verb and subresource.
@@ -556,6 +651,21 @@ async fn patch(
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
     let dry = dry_run(q)?;
     let apply = patch_type == PatchType::Apply;
+    if apply && let Some(conv) = target.served {
+        // Server-side apply tracks field ownership in the storage version's fields; the
+        // other versions' patches are applied to their own view (below), apply is not.
+        return Err(ApiError {
+            code: 415,
+            reason: "UnsupportedMediaType",
+            message: format!(
+                "server-side apply is not supported for {} in version {}; apply the {} object",
+                kind.group_resource(),
+                conv.served.version,
+                kind.api_version()
+            ),
+            details: None,
+        });
+    }
     let apply_to =
         |current: Option<&Value>| field_manager::apply(kind, &name, current, body, q, status_only);
     for _ in 0..PATCH_ATTEMPTS {
@@ -567,10 +677,15 @@ async fn patch(
             }
             current => current?,
         };
+        // A served version patches its own view of the object, converted back after.
+        let view = match target.served {
+            Some(conv) => std::borrow::Cow::Owned((conv.from_storage)(&current)),
+            None => std::borrow::Cow::Borrowed(&current),
+        };
         let patched = match patch_type {
-            PatchType::Json => patch::apply_json_patch(&current, body),
-            PatchType::Merge => patch::apply_merge_patch(&current, body),
-            PatchType::Strategic => patch::apply_strategic_merge_patch(kind.kind, &current, body),
+            PatchType::Json => patch::apply_json_patch(&view, body),
+            PatchType::Merge => patch::apply_merge_patch(&view, body),
+            PatchType::Strategic => patch::apply_strategic_merge_patch(kind.kind, &view, body),
             PatchType::Apply => Ok(apply_to(Some(&current))?),
         };
         let mut patched = patched.map_err(|e| ApiError {
@@ -583,6 +698,9 @@ async fn patch(
             message: e.to_string(),
             details: None,
         })?;
+        if let Some(conv) = target.served {
+            patched = to_storage(conv, target, &patched)?;
+        }
         let current_rv = drover_store::object::meta_str(&current, "resourceVersion")
             .unwrap_or("")
             .to_string();
@@ -1004,6 +1122,19 @@ fn watch_line(event_type: &str, object: &Value) -> web::Bytes {
     web::Bytes::from(line)
 }
 
+/// A watch event's object in the served version: a bookmark carries only metadata, so
+/// only its `apiVersion` changes; an ERROR's Status is left alone.
+fn watch_object(conv: &Conversion, event_type: &str, object: &Value) -> Value {
+    let mut out = object.clone();
+    match event_type {
+        "BOOKMARK" => {
+            out["apiVersion"] = json!(conv.served.api_version());
+            out
+        }
+        _ => conv.response_from_storage(out),
+    }
+}
+
 async fn watch(
     caches: &Caches,
     target: &Target,
@@ -1030,8 +1161,17 @@ async fn watch(
             None => std::future::pending().await,
         }
     };
+    let served = target.served;
     let stream = events
-        .map(|e| Ok::<_, actix_web::Error>(watch_line(e.event_type, &e.object)))
+        .map(move |e| {
+            let line = match served {
+                None => watch_line(e.event_type, &e.object),
+                Some(conv) => {
+                    watch_line(e.event_type, &watch_object(conv, e.event_type, &e.object))
+                }
+            };
+            Ok::<_, actix_web::Error>(line)
+        })
         .take_until(deadline);
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -1057,6 +1197,38 @@ mod tests {
             )
         });
         assert_eq!(got, want, "{path}");
+    }
+
+    #[test]
+    fn a_served_version_parses_to_the_stored_kind_and_its_conversion() {
+        let v1 = parse_path("/apis/autoscaling/v1/namespaces/a/horizontalpodautoscalers").unwrap();
+        assert_eq!(v1.kind.version, "v2");
+        assert_eq!(v1.served.map(|c| c.served.version), Some("v1"));
+        let v2 = parse_path("/apis/autoscaling/v2/namespaces/a/horizontalpodautoscalers").unwrap();
+        assert_eq!(v2.kind, v1.kind);
+        assert!(v2.served.is_none());
+    }
+
+    #[test]
+    fn watch_events_of_a_served_version() {
+        let conv = bus_schema::convert::by_group_version_resource(
+            "autoscaling",
+            "v1",
+            "horizontalpodautoscalers",
+        )
+        .unwrap();
+        let bookmark = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"resourceVersion": "9"}});
+        assert_eq!(
+            watch_object(conv, "BOOKMARK", &bookmark),
+            json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"resourceVersion": "9"}})
+        );
+        let added = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "a"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "a"}, "maxReplicas": 2, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 40}}}]}});
+        let got = watch_object(conv, "ADDED", &added);
+        assert_eq!(got["apiVersion"], "autoscaling/v1");
+        assert_eq!(got["spec"]["targetCPUUtilizationPercentage"], 40);
+        let gone = json!({"apiVersion": "v1", "kind": "Status", "code": 410});
+        assert_eq!(watch_object(conv, "ERROR", &gone), gone);
     }
 
     #[test]
@@ -1100,6 +1272,16 @@ mod tests {
             "/apis/drover.io/v1/namespaces/a/trafficsplits/x",
             Some(("trafficsplits", Some("a"), Some("x"), None)),
         );
+        check(
+            "/apis/autoscaling/v1/namespaces/ns1/horizontalpodautoscalers/web/status",
+            Some((
+                "horizontalpodautoscalers",
+                Some("ns1"),
+                Some("web"),
+                Some("status"),
+            )),
+        );
+        check("/apis/autoscaling/v3/horizontalpodautoscalers", None);
         check("/api/v1/namespaces/default/nodes", None);
         check("/api/v2/pods", None);
         check("/apis/apps/v1/pods", None);

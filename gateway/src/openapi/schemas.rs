@@ -71,7 +71,8 @@ impl SchemaSet {
         generator.subschema_for::<autoscaling::v1::Scale>();
 
         let mut kinds = Vec::new();
-        for kind in KINDS {
+        // The storage versions, then the versions served through a conversion.
+        for kind in KINDS.iter().chain(bus_schema::convert::served_kinds()) {
             let Some(name) = register(kind, &mut generator) else {
                 tracing::warn!(
                     message = "kind has no json schema; left out of openapi",

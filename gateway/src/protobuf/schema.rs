@@ -367,6 +367,26 @@ static CRON_JOB_SPEC: Msg = Msg {
     ],
 };
 
+static CROSS_VERSION_OBJECT_REFERENCE: Msg = Msg {
+    name: "CrossVersionObjectReference",
+    fields: &[
+        one(1, "kind", Str),
+        one(2, "name", Str),
+        one(3, "apiVersion", Str),
+    ],
+};
+
+/// autoscaling/v1 (`kubectl autoscale`).
+static HPA_V1_SPEC: Msg = Msg {
+    name: "HorizontalPodAutoscalerSpec",
+    fields: &[
+        one(1, "scaleTargetRef", M(&CROSS_VERSION_OBJECT_REFERENCE)),
+        one(2, "minReplicas", Int),
+        one(3, "maxReplicas", Int),
+        one(4, "targetCPUUtilizationPercentage", Int),
+    ],
+};
+
 /// A top-level kind: metadata 1, then its own fields; `status` (3 where present) is
 /// dropped (writes to the main resource never set it).
 macro_rules! kind {
@@ -429,6 +449,11 @@ kind!(
     [one(2, "spec", M(&JOB_SPEC)), one(3, "status", Skip)]
 );
 kind!(
+    HPA_V1,
+    "HorizontalPodAutoscaler",
+    [one(2, "spec", M(&HPA_V1_SPEC)), one(3, "status", Skip)]
+);
+kind!(
     CRON_JOB,
     "CronJob",
     [one(2, "spec", M(&CRON_JOB_SPEC)), one(3, "status", Skip)]
@@ -478,6 +503,7 @@ pub(crate) fn kind(api_version: &str, kind: &str) -> Option<&'static Msg> {
         ("apps/v1", "Deployment") => &DEPLOYMENT,
         ("batch/v1", "Job") => &JOB,
         ("batch/v1", "CronJob") => &CRON_JOB,
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => &HPA_V1,
         (_, "DeleteOptions") => &DELETE_OPTIONS,
         _ => return None,
     })

@@ -140,6 +140,29 @@ fn deployments_with_templates_ports_and_quantities() {
 }
 
 #[test]
+fn autoscaling_v1_hpas_as_kubectl_autoscale_sends_them() {
+    let target = W::default()
+        .str(1, "Deployment")
+        .str(2, "web")
+        .str(3, "apps/v1");
+    let spec = W::default()
+        .msg(1, target)
+        .varint(2, 1)
+        .varint(3, 4)
+        .varint(4, 50);
+    let hpa = W::default()
+        .msg(1, meta("web"))
+        .msg(2, spec)
+        .msg(3, W::default().varint(1, 0));
+    let got = decoded(&envelope("autoscaling/v1", "HorizontalPodAutoscaler", hpa));
+    assert_eq!(
+        got["spec"],
+        json!({"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 50})
+    );
+    assert!(got.get("status").is_none());
+}
+
+#[test]
 fn services_times_and_negative_ints() {
     let port = W::default()
         .varint(3, 80)
