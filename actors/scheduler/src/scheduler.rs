@@ -40,6 +40,8 @@ pub const MAX_BIND_BATCH: usize = 256;
 /// Bind batches in flight at once: while they are written, the next binds queue up and
 /// form the next batch, so batches grow with the load and stay single binds when idle.
 const BIND_BATCHES_IN_FLIGHT: usize = 4;
+/// Single binds in flight when batching is off (`bind_batch` 1).
+const SINGLE_BINDS_IN_FLIGHT: usize = 64;
 /// Event writes in flight at once.
 pub const DEFAULT_EVENT_WRITERS: usize = 2;
 /// Changes buffered between the informers and the loop.
@@ -62,6 +64,8 @@ pub struct SchedulerConfig {
     pub event_writers: usize,
     /// Write the `Scheduled` event for every bound pod (best effort).
     pub scheduled_events: bool,
+    /// Most binds in one atomic batch; 1 writes every bind on its own.
+    pub bind_batch: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -71,6 +75,7 @@ impl Default for SchedulerConfig {
             seed: 0,
             event_writers: DEFAULT_EVENT_WRITERS,
             scheduled_events: true,
+            bind_batch: MAX_BIND_BATCH,
         }
     }
 }
@@ -223,7 +228,12 @@ impl Shell {
     ) -> Shell {
         let (results_tx, results_rx) = mpsc::channel(config.binds_in_flight.max(1) * 2);
         let (binds, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(binder(store.clone(), jobs, results_tx));
+        tokio::spawn(binder(
+            store.clone(),
+            jobs,
+            results_tx,
+            config.bind_batch.max(1),
+        ));
         Shell {
             store,
             rng: StdRng::seed_from_u64(config.seed),
@@ -762,20 +772,27 @@ fn set_scheduled_condition(
 }
 
 /// Writes binds in atomic batches: takes a batch slot, then everything queued by then
-/// (up to [`MAX_BIND_BATCH`]), and writes it with [`Store::update_batch`] while the next
-/// batch gathers. Ends when the scheduler drops its sender.
+/// (up to `max_batch`), and writes it with [`Store::update_batch`] while the next batch
+/// gathers. With `max_batch` 1, every bind is its own [`Store::update`] (64 in flight,
+/// the scheduler's former way, kept for comparison). Ends when the scheduler drops its
+/// sender.
 async fn binder(
     store: Store,
     mut jobs: mpsc::UnboundedReceiver<BindJob>,
     results: mpsc::Sender<BindResult>,
+    max_batch: usize,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(BIND_BATCHES_IN_FLIGHT));
+    let slots = Arc::new(tokio::sync::Semaphore::new(if max_batch == 1 {
+        SINGLE_BINDS_IN_FLIGHT
+    } else {
+        BIND_BATCHES_IN_FLIGHT
+    }));
     while let Some(first) = jobs.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let mut batch = vec![first];
-        while batch.len() < MAX_BIND_BATCH {
+        while batch.len() < max_batch {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -783,11 +800,17 @@ async fn binder(
         }
         let (store, results) = (store.clone(), results.clone());
         tokio::spawn(async move {
-            let entries = batch
+            let entries: Vec<(Value, Value)> = batch
                 .iter()
                 .map(|j| (j.obj.clone(), bound_pod(j.obj.clone(), &j.node)))
                 .collect();
-            let outcomes = store.update_batch(pods_kind(), entries).await;
+            let outcomes = if max_batch == 1 {
+                let (_, changed): (Vec<Value>, Vec<Value>) = entries.into_iter().unzip();
+                futures::future::join_all(changed.into_iter().map(|c| store.update(pods_kind(), c)))
+                    .await
+            } else {
+                store.update_batch(pods_kind(), entries).await
+            };
             drop(slot);
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let outcome = match outcome {

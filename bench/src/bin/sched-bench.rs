@@ -58,6 +58,9 @@ struct Args {
     /// Do not write the `Scheduled` event per pod.
     #[arg(long)]
     no_scheduled_events: bool,
+    /// Most binds per atomic batch (1: every bind its own write, 64 in flight).
+    #[arg(long, default_value_t = drover_scheduler::scheduler::MAX_BIND_BATCH)]
+    bind_batch: usize,
 }
 
 fn pods_kind() -> &'static bus_schema::KindInfo {
@@ -91,6 +94,7 @@ async fn run(args: Args) -> Result<()> {
     let config = SchedulerConfig {
         binds_in_flight: args.binds_in_flight,
         scheduled_events: !args.no_scheduled_events,
+        bind_batch: args.bind_batch,
         ..SchedulerConfig::default()
     };
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -159,14 +163,15 @@ async fn run(args: Args) -> Result<()> {
         .load(std::sync::atomic::Ordering::Relaxed) as f64
         / 1e9;
     println!(
-        "| nodes | pods | mode | pods bound/s (first create or scheduler start -> last bind) | bound/s (first -> last bind) | decisions/s (CPU time deciding) | mean decision | latency p50 | latency p99 | events written / dropped |"
+        "| nodes | pods | mode | bind batch | pods bound/s (first create or scheduler start -> last bind) | bound/s (first -> last bind) | decisions/s (CPU time deciding) | mean decision | latency p50 | latency p99 | events written / dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {:?} | {:.0} | {:.0} | {:.0} | {:.0} µs | {:.0} ms | {:.0} ms | {} / {} |",
+        "| {} | {} | {:?} | {} | {:.0} | {:.0} | {:.0} | {:.0} µs | {:.0} ms | {:.0} ms | {} / {} |",
         args.nodes,
         bound_at.len(),
         args.mode,
+        args.bind_batch,
         bound_at.len() as f64 / window.max(1e-9),
         bound_at.len() as f64 / bind_window.max(1e-9),
         decisions as f64 / decide_s.max(1e-9),
