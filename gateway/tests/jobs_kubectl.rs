@@ -1,7 +1,7 @@
 //! Jobs and CronJobs through kubectl against the real gateway, store and controllers
 //! (`Controllers::start`, as `drover up` runs them), with one hollow node agent and a
-//! test-only binder in place of the scheduler (not landed yet). Timeouts are failure
-//! guards only.
+//! test-only binder in place of the scheduler (`Controllers::start` does not run it;
+//! `drover up` does). Timeouts are failure guards only.
 
 mod common;
 

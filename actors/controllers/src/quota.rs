@@ -24,7 +24,8 @@ const CAS_ATTEMPTS: usize = 8;
 /// pods (the hot path: finished and deleted pods free quota) and claims. Every watch is
 /// one more JetStream consumer per bucket, so the object counts of other kinds
 /// (`configmaps`, `services`, `count/...`) converge at the [`RESYNC_EVERY`] recount
-/// instead; this moves to the shared controller cache when it lands.
+/// instead. Moving this onto the shared controller cache (`runtime::Cache`) would
+/// remove those consumers; not done yet.
 pub fn watched_kinds() -> Vec<&'static KindInfo> {
     [
         ("", "ResourceQuota"),

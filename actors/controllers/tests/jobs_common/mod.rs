@@ -1,7 +1,8 @@
 //! Shared harness of the Job and CronJob end-to-end tests: a real nats-server and store,
 //! one hollow node agent, and a test-only binder that puts every unbound pod on that
-//! node (the scheduler, crate actors/scheduler, has not landed; replace the binder with
-//! it when it does). Timeouts are failure guards only.
+//! node (`drover up` runs the real scheduler beside the controllers; `Controllers::start`
+//! does not, and with one node the binder keeps these tests about the Job controller).
+//! Timeouts are failure guards only.
 #![allow(dead_code)]
 
 use std::time::Duration;
