@@ -1,0 +1,72 @@
+//! The two bpf(2) commands aya 0.13 does not offer for cgroup programs: creating a
+//! bpf_link whose fd we own (aya keeps cgroup link fds private) and pinning it, so the
+//! programs stay attached across an agent restart.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+/// Attach types from `<linux/bpf.h>` (enum bpf_attach_type).
+pub(crate) const CGROUP_INET4_CONNECT: u32 = 10;
+pub(crate) const CGROUP_UDP4_SENDMSG: u32 = 14;
+pub(crate) const CGROUP_UDP4_RECVMSG: u32 = 19;
+pub(crate) const CGROUP_INET4_GETPEERNAME: u32 = 29;
+
+/// `union bpf_attr`, as zeroed 128 bytes; the kernel reads only the fields of the
+/// command and requires the rest to be zero.
+#[repr(C, align(8))]
+struct Attr([u32; 32]);
+
+fn bpf(cmd: libc::c_long, attr: &Attr) -> io::Result<i64> {
+    // SAFETY: attr points at 128 initialised bytes that live across the call; the kernel
+    // reads at most that many (the size is passed) and writes nothing back for these
+    // commands.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const Attr,
+            std::mem::size_of::<Attr>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Attaches `prog` to `cgroup` with a new bpf_link and returns the link's fd.
+pub(crate) fn link_create(
+    prog: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: u32,
+) -> io::Result<OwnedFd> {
+    let mut attr = Attr([0; 32]);
+    attr.0[0] = prog.as_raw_fd() as u32;
+    attr.0[1] = cgroup.as_raw_fd() as u32;
+    attr.0[2] = attach_type;
+    let fd = bpf(BPF_LINK_CREATE, &attr)?;
+    // SAFETY: on success BPF_LINK_CREATE returns a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Pins the BPF object behind `fd` (here: a link) at `path` on a bpffs.
+pub(crate) fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = Attr([0; 32]);
+    // A u64 field over two u32 words: low word first on the little-endian hosts drover
+    // supports (x86_64; the build targets x86_64 headers too).
+    let ptr = c.as_ptr() as u64;
+    attr.0[0] = ptr as u32;
+    attr.0[1] = (ptr >> 32) as u32;
+    attr.0[2] = fd.as_raw_fd() as u32;
+    bpf(BPF_OBJ_PIN, &attr).map(|_| ())
+}
