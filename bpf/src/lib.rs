@@ -27,7 +27,8 @@ use aya::programs::{CgroupSockAddr, ProgramError};
 pub use slots::{MAX_SLOTS, layout};
 
 /// The BPF object clang built from `c/lb.bpf.c`.
-static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
+/// (aligned: the ELF parser rejects a misaligned header).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 
 /// Production pin directory.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/drover";
@@ -310,9 +311,8 @@ impl Loader {
     }
 
     fn reopen(pin_dir: &Path) -> Result<Self, BpfError> {
-        let open = |name: &'static str| {
-            MapData::from_pin(map_pin(pin_dir, name)).map_err(map_err(name))
-        };
+        let open =
+            |name: &'static str| MapData::from_pin(map_pin(pin_dir, name)).map_err(map_err(name));
         let services: HashMap<MapData, [u8; 8], [u8; 16]> =
             HashMap::try_from(Map::HashMap(open("services")?)).map_err(map_err("services"))?;
         let slots = HashMap::try_from(Map::HashMap(open("slots")?)).map_err(map_err("slots"))?;

@@ -3,12 +3,19 @@ use super::*;
 /// Checks the layout of `weights` over `max` slots as per-backend slot counts.
 fn check(weights: &[u32], max: usize, expected_counts: &[usize]) {
     let table = layout(weights, max);
-    assert!(table.len() <= max, "{weights:?}: {} slots over {max}", table.len());
+    assert!(
+        table.len() <= max,
+        "{weights:?}: {} slots over {max}",
+        table.len()
+    );
     let mut counts = vec![0; weights.len()];
     for i in &table {
         counts[*i] += 1;
     }
-    assert_eq!(counts, expected_counts, "weights {weights:?} over {max} slots");
+    assert_eq!(
+        counts, expected_counts,
+        "weights {weights:?} over {max} slots"
+    );
 }
 
 #[test]
