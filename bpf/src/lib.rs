@@ -240,6 +240,8 @@ pub struct Loader {
     next_id: u32,
     pin_dir: PathBuf,
     reopened: bool,
+    /// Map updates and deletes issued by this loader, for tests and metrics.
+    writes: u64,
 }
 
 impl std::fmt::Debug for Loader {
@@ -267,9 +269,8 @@ impl Loader {
         }
         // A load that stopped half-way: start over from nothing.
         if pin_dir.exists() {
-            tracing::warn!(pin_dir = %pin_dir.display(), "removing an incomplete bpf pin directory");
-            std::fs::remove_dir_all(pin_dir)
-                .map_err(io(format!("removing {}", pin_dir.display())))?;
+            tracing::warn!(pin_dir = %pin_dir.display(), "removing incomplete bpf pins");
+            unpin(pin_dir)?;
         }
         for sub in ["maps", "programs", "links"] {
             let d = pin_dir.join(sub);
@@ -339,6 +340,7 @@ impl Loader {
             next_id,
             pin_dir: pin_dir.to_path_buf(),
             reopened: true,
+            writes: 0,
         })
     }
 
@@ -383,8 +385,10 @@ impl Loader {
     }
 
     /// Creates or changes one service: writes only the slots, members and service entry
-    /// that differ, in an order that never lets the programs see a slot count beyond
-    /// the written slots.
+    /// that differ, in an order that never lets the programs see a slot count beyond the
+    /// written slots or a slot naming a backend missing from the members. A failed upsert
+    /// leaves the service routable (every slot names a backend); retrying converges,
+    /// since the next upsert reads the maps, not a cache.
     pub fn upsert_service(&mut self, key: ServiceKey, svc: &Service) -> Result<(), BpfError> {
         let old = self.lookup(&key)?;
         let id = match (old, self.ids.get(&key)) {
@@ -405,15 +409,15 @@ impl Loader {
         let old_members: BTreeSet<SocketAddrV4> = old_table.iter().copied().collect();
         let new_members: BTreeSet<SocketAddrV4> = table.iter().copied().collect();
         for a in new_members.difference(&old_members) {
-            self.members
-                .insert(member_key(id, a), 1, 0)
-                .map_err(map_err("members"))?;
+            let r = self.members.insert(member_key(id, a), 1, 0);
+            self.wrote(r, "members")?;
         }
         for (i, a) in table.iter().enumerate() {
             if old_table.get(i) != Some(a) {
-                self.slots
-                    .insert(slot_key(id, i as u32), backend_bytes(a), 0)
-                    .map_err(map_err("slots"))?;
+                let r = self
+                    .slots
+                    .insert(slot_key(id, i as u32), backend_bytes(a), 0);
+                self.wrote(r, "slots")?;
             }
         }
         let val = SvcVal {
@@ -424,19 +428,16 @@ impl Loader {
                 .map_or(0, |d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
         };
         if old != Some(val) {
-            self.services
-                .insert(svc_key(&key), val.encode(), 0)
-                .map_err(map_err("services"))?;
+            let r = self.services.insert(svc_key(&key), val.encode(), 0);
+            self.wrote(r, "services")?;
         }
         for i in table.len()..old_table.len() {
-            self.slots
-                .remove(&slot_key(id, i as u32))
-                .map_err(map_err("slots"))?;
+            let r = self.slots.remove(&slot_key(id, i as u32));
+            self.wrote(r, "slots")?;
         }
         for a in old_members.difference(&new_members) {
-            self.members
-                .remove(&member_key(id, a))
-                .map_err(map_err("members"))?;
+            let r = self.members.remove(&member_key(id, a));
+            self.wrote(r, "members")?;
         }
         Ok(())
     }
@@ -451,23 +452,32 @@ impl Loader {
             return Ok(());
         };
         let table = self.read_slots(v.id, v.slots)?;
-        self.services
-            .remove(&svc_key(key))
-            .map_err(map_err("services"))?;
+        let r = self.services.remove(&svc_key(key));
+        self.wrote(r, "services")?;
         for i in 0..v.slots {
-            self.slots
-                .remove(&slot_key(v.id, i))
-                .map_err(map_err("slots"))?;
+            let r = self.slots.remove(&slot_key(v.id, i));
+            self.wrote(r, "slots")?;
         }
         let members: BTreeSet<SocketAddrV4> = table.into_iter().collect();
         for a in &members {
-            self.members
-                .remove(&member_key(v.id, a))
-                .map_err(map_err("members"))?;
+            let r = self.members.remove(&member_key(v.id, a));
+            self.wrote(r, "members")?;
         }
         self.ids.remove(key);
         self.free_ids.push(v.id);
         Ok(())
+    }
+
+    /// Counts one map update or delete and maps its error.
+    fn wrote(&mut self, r: Result<(), MapError>, name: &'static str) -> Result<(), BpfError> {
+        self.writes += 1;
+        r.map_err(map_err(name))
+    }
+
+    /// How many map updates and deletes this loader has issued (one service change costs
+    /// a few, however many services exist; an unchanged upsert costs none).
+    pub fn map_writes(&self) -> u64 {
+        self.writes
     }
 
     fn allocate_id(&mut self) -> Result<u32, BpfError> {
@@ -487,14 +497,30 @@ impl Loader {
     }
 }
 
-/// Removes a pin directory (links detach, programs and maps go once nothing else holds
-/// them); a missing directory is fine.
+/// Removes this crate's pins under `pin_dir` (links detach; programs and maps go once
+/// nothing else holds them), then the directories if that left them empty, so pins of
+/// other programs sharing the directory survive. Missing pins are fine.
 pub fn unpin(pin_dir: &Path) -> Result<(), BpfError> {
-    match std::fs::remove_dir_all(pin_dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("removing {}", pin_dir.display()))(e)),
+    let files = PROGRAMS
+        .iter()
+        .flat_map(|(name, _)| [link_pin(pin_dir, name), pin_dir.join("programs").join(name)])
+        .chain(MAPS.iter().map(|m| map_pin(pin_dir, m)));
+    for f in files {
+        match std::fs::remove_file(&f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", f.display()))(e)),
+        }
     }
+    for d in ["links", "programs", "maps"]
+        .map(|s| pin_dir.join(s))
+        .iter()
+        .chain([&pin_dir.to_path_buf()])
+    {
+        // Not empty (other pins) or already gone: leave it.
+        let _ = std::fs::remove_dir(d);
+    }
+    Ok(())
 }
 
 fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
@@ -504,3 +530,6 @@ fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
 fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join("links").join(name)
 }
+
+#[cfg(test)]
+mod tests;

@@ -324,3 +324,47 @@ fn reload_from_pins_keeps_maps_and_traffic() {
     lb.unload().unwrap();
     assert!(!f.pin_dir.exists());
 }
+
+#[test]
+fn one_change_costs_a_few_writes_however_many_services() {
+    if !netns::enter("one_change_costs_a_few_writes_however_many_services") {
+        return;
+    }
+    let f = Fixture::new("writes");
+    let mut lb = f.load();
+    let be = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0x0af4_0000 + i), 8080);
+    let vip_n = |i: u32| ServiceKey {
+        vip: Ipv4Addr::from(0x0a60_0000 + i),
+        port: 80,
+        proto: Protocol::Tcp,
+    };
+    // Cost of the first service: 2 members + 2 slots + 1 service entry.
+    let before = lb.map_writes();
+    lb.upsert_service(vip_n(1), &service(&[(be(1), 1), (be(2), 1)]))
+        .unwrap();
+    assert_eq!(lb.map_writes() - before, 5);
+    for i in 2..=2000 {
+        lb.upsert_service(vip_n(i), &service(&[(be(i), 1), (be(i + 1), 1)]))
+            .unwrap();
+    }
+    // The 2001st costs the same as the first.
+    let before = lb.map_writes();
+    lb.upsert_service(vip_n(2001), &service(&[(be(1), 1), (be(2), 1)]))
+        .unwrap();
+    assert_eq!(lb.map_writes() - before, 5);
+    // Unchanged: nothing written.
+    let before = lb.map_writes();
+    lb.upsert_service(vip_n(7), &service(&[(be(7), 1), (be(8), 1)]))
+        .unwrap();
+    assert_eq!(lb.map_writes(), before);
+    // One backend replaced: its slot, one member in, one out.
+    lb.upsert_service(vip_n(7), &service(&[(be(7), 1), (be(9), 1)]))
+        .unwrap();
+    assert_eq!(lb.map_writes() - before, 3);
+    assert_eq!(lb.slot_table(&vip_n(7)).unwrap(), Some(vec![be(7), be(9)]));
+    // Removal: the entry, two slots, two members.
+    let before = lb.map_writes();
+    lb.remove_service(&vip_n(7)).unwrap();
+    assert_eq!(lb.map_writes() - before, 5);
+    assert_eq!(lb.services().len(), 2000);
+}
