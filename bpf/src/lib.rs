@@ -16,7 +16,7 @@ mod sys;
 use std::collections::{BTreeSet, HashMap as StdHashMap};
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -272,6 +272,22 @@ impl Loader {
             tracing::warn!(pin_dir = %pin_dir.display(), "removing incomplete bpf pins");
             unpin(pin_dir)?;
         }
+        let cg = File::open(cgroup).map_err(io(format!("opening cgroup {}", cgroup.display())))?;
+        // Nothing half-created: a failed load removes what it pinned (which detaches).
+        if let Err(e) = Self::attach_fresh(pin_dir, &cg, cgroup) {
+            let _ = unpin(pin_dir);
+            return Err(e);
+        }
+        tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cgroup.display(), "bpf service load balancer attached");
+        Self::reopen(pin_dir).map(|mut l| {
+            l.reopened = false;
+            l
+        })
+    }
+
+    /// Loads the object, pins its maps and programs, attaches the programs to `cg` and
+    /// pins the links; every fd it opened closes on return, the pins holding the rest.
+    fn attach_fresh(pin_dir: &Path, cg: &File, cgroup: &Path) -> Result<(), BpfError> {
         for sub in ["maps", "programs", "links"] {
             let d = pin_dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
@@ -282,8 +298,6 @@ impl Loader {
             map.pin(map_pin(pin_dir, name))
                 .map_err(|source| BpfError::Pin { name, source })?;
         }
-        let cg = File::open(cgroup).map_err(io(format!("opening cgroup {}", cgroup.display())))?;
-        let mut links: Vec<OwnedFd> = Vec::new();
         for (name, attach_type) in PROGRAMS {
             let perr = |source| BpfError::Program { name, source };
             let prog: &mut CgroupSockAddr = ebpf
@@ -299,16 +313,8 @@ impl Loader {
                 .map_err(io(format!("attaching {name} to {}", cgroup.display())))?;
             sys::pin(link.as_fd(), &link_pin(pin_dir, name))
                 .map_err(io(format!("pinning the link of {name}")))?;
-            links.push(link);
         }
-        tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cgroup.display(), "bpf service load balancer attached");
-        // The pins now hold programs and links; the fds here may close.
-        drop(links);
-        drop(ebpf);
-        Self::reopen(pin_dir).map(|mut l| {
-            l.reopened = false;
-            l
-        })
+        Ok(())
     }
 
     fn reopen(pin_dir: &Path) -> Result<Self, BpfError> {
