@@ -14,7 +14,18 @@ use drover_bpf::{Backend, Loader, Protocol, Service, ServiceKey};
 use drover_testkit::netns;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-const CGROUP_ROOT: &str = "/sys/fs/cgroup/unified";
+
+/// Where cgroup2 is mounted: /sys/fs/cgroup/unified on these hybrid machines,
+/// /sys/fs/cgroup on a pure cgroup2 one.
+fn cgroup_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+        .expect("a cgroup2 mount (the BPF tests attach to a cgroup v2)")
+}
 
 /// The test's cgroup and pin directory; dropping it detaches and unpins everything,
 /// moves the process back to its old cgroup and removes the new one, also on failure.
@@ -28,13 +39,13 @@ impl Fixture {
     fn new(name: &str) -> Fixture {
         let unique = format!("drover-bpf-test-{}-{name}", std::process::id());
         let pin_dir = PathBuf::from("/sys/fs/bpf").join(&unique);
-        let cgroup = PathBuf::from(CGROUP_ROOT).join(&unique);
+        let cgroup = cgroup_root().join(&unique);
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let rel = own
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
             .expect("a cgroup v2 line in /proc/self/cgroup");
-        let old_cgroup = PathBuf::from(CGROUP_ROOT).join(rel.trim_start_matches('/'));
+        let old_cgroup = cgroup_root().join(rel.trim_start_matches('/'));
         std::fs::create_dir(&cgroup).unwrap();
         let f = Fixture {
             pin_dir,
@@ -378,7 +389,7 @@ fn a_failed_load_leaves_no_pins() {
         "/sys/fs/bpf/drover-bpf-test-{}-fail",
         std::process::id()
     ));
-    let missing = PathBuf::from(CGROUP_ROOT).join("drover-bpf-test-no-such-cgroup");
+    let missing = cgroup_root().join("drover-bpf-test-no-such-cgroup");
     let e = Loader::load(&pin_dir, &missing).unwrap_err();
     assert!(e.to_string().contains("opening cgroup"), "{e}");
     // A path that is a file, not a cgroup directory: attaching fails after the maps were
