@@ -9,6 +9,7 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #define ECONNREFUSED 111
 #define MAX_SLOTS 1024
@@ -154,42 +155,59 @@ static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_val 
 	return 1;
 }
 
-// Rewrites ctx's destination if it is a service; returns the program's verdict.
-static __always_inline int translate(struct bpf_sock_addr *ctx)
+// Translates a destination: returns -1 when it is no service (leave it), 0 when the
+// service has no backend (the call fails with ECONNREFUSED at once, as a service without
+// endpoints does under kube-proxy, never a hang), 1 with the backend in *out.
+static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 ip, __u32 port,
+				     struct backend *out)
 {
 	struct svc_key key = {
-		.vip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
+		.vip = ip,
+		.port = (__u16)port,
 		.proto = (__u8)ctx->protocol,
 	};
-	struct backend be = {};
 	struct svc_val *svc = bpf_map_lookup_elem(&services, &key);
 
 	if (!svc)
-		return 1;
-	if (!pick(ctx, svc, &be)) {
-		// No ready backend: fail the call with "connection refused" at once,
-		// as a service without endpoints does under kube-proxy, never a hang.
+		return -1;
+	if (!pick(ctx, svc, out)) {
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
-	struct rev_key rk = { .cookie = bpf_get_socket_cookie(ctx), .ip = be.ip, .port = be.port };
+	struct rev_key rk = { .cookie = bpf_get_socket_cookie(ctx), .ip = out->ip, .port = out->port };
 	struct rev_val rv = { .vip = key.vip, .port = key.port };
 	bpf_map_update_elem(&rev_nat, &rk, &rv, BPF_ANY);
-	ctx->user_ip4 = be.ip;
-	ctx->user_port = be.port;
 	return 1;
 }
 
-// Shows the VIP in place of the backend a translated socket talks to.
-static __always_inline void restore(struct bpf_sock_addr *ctx)
+// The VIP a translated socket's backend stands for, if any.
+static __always_inline struct rev_val *reverse(struct bpf_sock_addr *ctx, __u32 ip, __u32 port)
 {
 	struct rev_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.ip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
+		.ip = ip,
+		.port = (__u16)port,
 	};
-	struct rev_val *rv = bpf_map_lookup_elem(&rev_nat, &rk);
+	return bpf_map_lookup_elem(&rev_nat, &rk);
+}
+
+static __always_inline int forward4(struct bpf_sock_addr *ctx)
+{
+	struct backend be = {};
+	int r = translate(ctx, ctx->user_ip4, ctx->user_port, &be);
+
+	if (r == 0)
+		return 0;
+	if (r == 1) {
+		ctx->user_ip4 = be.ip;
+		ctx->user_port = be.port;
+	}
+	return 1;
+}
+
+static __always_inline void restore4(struct bpf_sock_addr *ctx)
+{
+	struct rev_val *rv = reverse(ctx, ctx->user_ip4, ctx->user_port);
 
 	if (rv) {
 		ctx->user_ip4 = rv->vip;
@@ -197,29 +215,92 @@ static __always_inline void restore(struct bpf_sock_addr *ctx)
 	}
 }
 
+// IPv6 sockets reach IPv4 services through v4-mapped addresses (::ffff:a.b.c.d), as
+// dual-stack runtimes (the JVM, for one) open AF_INET6 sockets for everything.
+static __always_inline int v4mapped(struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline int forward6(struct bpf_sock_addr *ctx)
+{
+	struct backend be = {};
+	int r;
+
+	if (!v4mapped(ctx))
+		return 1;
+	r = translate(ctx, ctx->user_ip6[3], ctx->user_port, &be);
+	if (r == 0)
+		return 0;
+	if (r == 1) {
+		ctx->user_ip6[3] = be.ip;
+		ctx->user_port = be.port;
+	}
+	return 1;
+}
+
+static __always_inline void restore6(struct bpf_sock_addr *ctx)
+{
+	if (!v4mapped(ctx))
+		return;
+	struct rev_val *rv = reverse(ctx, ctx->user_ip6[3], ctx->user_port);
+
+	if (rv) {
+		ctx->user_ip6[3] = rv->vip;
+		ctx->user_port = rv->port;
+	}
+}
+
 SEC("cgroup/connect4")
 int drover_connect4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx);
+	return forward4(ctx);
 }
 
 SEC("cgroup/sendmsg4")
 int drover_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return translate(ctx);
+	return forward4(ctx);
 }
 
 SEC("cgroup/recvmsg4")
 int drover_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	restore(ctx);
+	restore4(ctx);
 	return 1;
 }
 
 SEC("cgroup/getpeername4")
 int drover_getpeername4(struct bpf_sock_addr *ctx)
 {
-	restore(ctx);
+	restore4(ctx);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int drover_connect6(struct bpf_sock_addr *ctx)
+{
+	return forward6(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int drover_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return forward6(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int drover_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	restore6(ctx);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int drover_getpeername6(struct bpf_sock_addr *ctx)
+{
+	restore6(ctx);
 	return 1;
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Four cgroup sock_addr programs translate Service VIPs at the socket: `connect4`
 //! (TCP and connected UDP) and `sendmsg4` (unconnected UDP) rewrite VIP:port to a
-//! backend; `recvmsg4` and `getpeername4` show the VIP back to the application. They are
+//! backend; `recvmsg4` and `getpeername4` show the VIP back to the application; the `*6`
+//! twins do the same for IPv6 sockets addressing a VIP v4-mapped. They are
 //! attached to one cgroup v2 through bpf_links that are pinned with the maps under a
 //! pin directory, so a restarted agent re-opens the maps and traffic never stops.
 //!
@@ -34,11 +35,15 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/drover";
 
 /// The programs: name in the object, attach type, pin name.
-const PROGRAMS: [(&str, u32); 4] = [
+const PROGRAMS: [(&str, u32); 8] = [
     ("drover_connect4", sys::CGROUP_INET4_CONNECT),
     ("drover_sendmsg4", sys::CGROUP_UDP4_SENDMSG),
     ("drover_recvmsg4", sys::CGROUP_UDP4_RECVMSG),
     ("drover_getpeername4", sys::CGROUP_INET4_GETPEERNAME),
+    ("drover_connect6", sys::CGROUP_INET6_CONNECT),
+    ("drover_sendmsg6", sys::CGROUP_UDP6_SENDMSG),
+    ("drover_recvmsg6", sys::CGROUP_UDP6_RECVMSG),
+    ("drover_getpeername6", sys::CGROUP_INET6_GETPEERNAME),
 ];
 
 /// The maps, by their names in the object (and under `<pin_dir>/maps`).

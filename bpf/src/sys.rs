@@ -17,6 +17,10 @@ pub(crate) const CGROUP_INET4_CONNECT: u32 = 10;
 pub(crate) const CGROUP_UDP4_SENDMSG: u32 = 14;
 pub(crate) const CGROUP_UDP4_RECVMSG: u32 = 19;
 pub(crate) const CGROUP_INET4_GETPEERNAME: u32 = 29;
+pub(crate) const CGROUP_INET6_CONNECT: u32 = 11;
+pub(crate) const CGROUP_UDP6_SENDMSG: u32 = 15;
+pub(crate) const CGROUP_UDP6_RECVMSG: u32 = 20;
+pub(crate) const CGROUP_INET6_GETPEERNAME: u32 = 30;
 
 /// `union bpf_attr`, as zeroed 128 bytes; the kernel reads only the fields of the
 /// command and requires the rest to be zero.

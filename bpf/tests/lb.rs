@@ -399,3 +399,47 @@ fn a_failed_load_leaves_no_pins() {
     assert!(e.to_string().contains("attaching"), "{e}");
     assert!(!pin_dir.exists(), "{} left behind", pin_dir.display());
 }
+
+#[test]
+fn ipv6_sockets_reach_a_vip_v4_mapped() {
+    if !netns::enter("ipv6_sockets_reach_a_vip_v4_mapped") {
+        return;
+    }
+    let f = Fixture::new("mapped");
+    let mut lb = f.load();
+    let t = key(19, Protocol::Tcp);
+    lb.upsert_service(t, &service(&[(tcp_backend(4), 1)]))
+        .unwrap();
+    let mapped = |k: &ServiceKey| {
+        SocketAddr::V6(std::net::SocketAddrV6::new(
+            k.vip.to_ipv6_mapped(),
+            k.port,
+            0,
+            0,
+        ))
+    };
+    let mut s = TcpStream::connect_timeout(&mapped(&t), TIMEOUT).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(b[0], 4);
+    assert_eq!(
+        s.peer_addr().unwrap(),
+        mapped(&t),
+        "getpeername shows the VIP"
+    );
+    let u = key(19, Protocol::Udp);
+    lb.upsert_service(u, &service(&[(udp_backend(8), 1)]))
+        .unwrap();
+    let c = UdpSocket::bind("[::]:0").unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send_to(b"hi", mapped(&u)).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi\x08");
+    assert_eq!(from, mapped(&u), "the reply comes from the VIP");
+    // Without backends, refused as over IPv4.
+    lb.upsert_service(t, &Service::default()).unwrap();
+    let e = TcpStream::connect_timeout(&mapped(&t), TIMEOUT).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+}
