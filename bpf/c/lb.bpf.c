@@ -73,6 +73,7 @@ struct rev_val {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 65536);
 	__type(key, struct svc_key);
 	__type(value, struct svc_val);
@@ -80,6 +81,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 262144);
 	__type(key, struct slot_key);
 	__type(value, struct backend);
@@ -96,6 +98,7 @@ struct member_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 262144);
 	__type(key, struct member_key);
 	__type(value, __u32);
@@ -103,6 +106,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 65536);
 	__type(key, struct aff_key);
 	__type(value, struct aff_val);
@@ -110,10 +114,22 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 262144);
 	__type(key, struct rev_key);
 	__type(value, struct rev_val);
 } rev_nat SEC(".maps");
+
+// What the pinned maps were made by: [0] a hash of the object that loaded the programs,
+// [1] the map layout version (MAPS_LAYOUT in lib.rs; bump both when a map's key, value
+// or type changes). The loader swaps programs in place when only [0] differs.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} meta SEC(".maps");
 
 // Picks a backend for the service; returns 0 when there is none.
 static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_val *svc,

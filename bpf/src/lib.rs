@@ -21,8 +21,8 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aya::Ebpf;
-use aya::maps::{HashMap, Map, MapData, MapError};
+use aya::EbpfLoader;
+use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use aya::programs::{CgroupSockAddr, ProgramError};
 
 pub use slots::{MAX_SLOTS, layout};
@@ -47,7 +47,9 @@ const PROGRAMS: [(&str, u32); 8] = [
 ];
 
 /// The maps, by their names in the object (and under `<pin_dir>/maps`).
-const MAPS: [&str; 5] = ["services", "slots", "members", "affinity", "rev_nat"];
+const MAPS: [&str; 6] = [
+    "services", "slots", "members", "affinity", "rev_nat", "meta",
+];
 
 /// Errors of loading, attaching and updating the BPF programs and maps.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +236,38 @@ fn member_key(id: u32, a: &SocketAddrV4) -> [u8; 16] {
     b
 }
 
+/// What [`Loader::load`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// Nothing usable was pinned: loaded, attached and pinned anew (maps empty).
+    Fresh,
+    /// The pins of this same build were re-opened; nothing was reloaded.
+    Reopened,
+    /// Pins of another build with the same map layout: the maps were kept and each
+    /// link's program swapped in place.
+    Upgraded,
+}
+
+/// The map layout version, also in `meta` of `c/lb.bpf.c`: bump it with any change to a
+/// map's type, key or value, so a newer drover loads afresh instead of misreading maps.
+const MAPS_LAYOUT: u64 = 1;
+
+/// FNV-1a of the embedded object: tells one build of the programs from another.
+fn object_hash() -> u64 {
+    OBJECT.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The pinned `meta` map's (object hash, layout), or `None` when it was never written.
+fn read_meta(pin_dir: &Path) -> Result<Option<(u64, u64)>, BpfError> {
+    let md = MapData::from_pin(map_pin(pin_dir, "meta")).map_err(map_err("meta"))?;
+    let meta: Array<MapData, u64> = Array::try_from(Map::Array(md)).map_err(map_err("meta"))?;
+    let hash = meta.get(&0, 0).map_err(map_err("meta"))?;
+    let layout = meta.get(&1, 0).map_err(map_err("meta"))?;
+    Ok((layout != 0).then_some((hash, layout)))
+}
+
 /// The loaded, attached load balancer and its maps.
 pub struct Loader {
     services: HashMap<MapData, [u8; 8], [u8; 16]>,
@@ -244,7 +278,7 @@ pub struct Loader {
     free_ids: Vec<u32>,
     next_id: u32,
     pin_dir: PathBuf,
-    reopened: bool,
+    how: Loaded,
     /// Map updates and deletes issued by this loader, for tests and metrics.
     writes: u64,
 }
@@ -254,55 +288,68 @@ impl std::fmt::Debug for Loader {
         f.debug_struct("Loader")
             .field("pin_dir", &self.pin_dir)
             .field("services", &self.ids.len())
-            .field("reopened", &self.reopened)
+            .field("how", &self.how)
             .finish()
     }
 }
 
 impl Loader {
     /// Loads the programs and attaches them to the cgroup v2 at `cgroup`, pinning maps,
-    /// programs and links under `pin_dir` (on a bpffs) — or, when `pin_dir` already holds
-    /// the links of an earlier load, re-opens its maps and leaves the attached programs
-    /// running, so a restart neither drops map contents nor interrupts traffic.
+    /// programs and links under `pin_dir` (on a bpffs). When `pin_dir` already holds a
+    /// complete earlier load, its maps are re-opened and the attached programs keep
+    /// running (a restart drops neither map contents nor traffic); when that load was by
+    /// another build of the programs with the same map layout, each link's program is
+    /// swapped atomically for the new one ([`Loaded::Upgraded`]). Pins with another map
+    /// layout, or an incomplete set, are removed and loaded afresh.
     pub fn load(pin_dir: &Path, cgroup: &Path) -> Result<Self, BpfError> {
+        let cg = File::open(cgroup).map_err(io(format!("opening cgroup {}", cgroup.display())))?;
         let complete = PROGRAMS
             .iter()
             .all(|(name, _)| link_pin(pin_dir, name).exists())
             && MAPS.iter().all(|m| map_pin(pin_dir, m).exists());
-        if complete {
-            return Self::reopen(pin_dir);
-        }
-        // A load that stopped half-way: start over from nothing.
-        if pin_dir.exists() {
-            tracing::warn!(pin_dir = %pin_dir.display(), "removing incomplete bpf pins");
+        let meta = if complete { read_meta(pin_dir)? } else { None };
+        let how = match meta {
+            Some((hash, MAPS_LAYOUT)) if hash == object_hash() => Loaded::Reopened,
+            Some((_, MAPS_LAYOUT)) => Loaded::Upgraded,
+            _ => Loaded::Fresh,
+        };
+        if how == Loaded::Fresh && pin_dir.exists() {
+            // A load that stopped half-way, or maps of another layout: start over.
+            tracing::warn!(pin_dir = %pin_dir.display(), "removing incomplete or incompatible bpf pins");
             unpin(pin_dir)?;
         }
-        let cg = File::open(cgroup).map_err(io(format!("opening cgroup {}", cgroup.display())))?;
-        // Nothing half-created: a failed load removes what it pinned (which detaches).
-        if let Err(e) = Self::attach_fresh(pin_dir, &cg, cgroup) {
-            let _ = unpin(pin_dir);
-            return Err(e);
+        if how != Loaded::Reopened {
+            let r = Self::attach(pin_dir, &cg, cgroup);
+            if let Err(e) = r {
+                // Nothing half-created by a fresh load: remove what it pinned (which
+                // detaches). A failed upgrade leaves every link attached (some may run
+                // the new programs) and `meta` naming the old build, so the next load
+                // retries it.
+                if how == Loaded::Fresh {
+                    let _ = unpin(pin_dir);
+                }
+                return Err(e);
+            }
+            tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cgroup.display(), ?how, "bpf service load balancer attached");
         }
-        tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cgroup.display(), "bpf service load balancer attached");
         Self::reopen(pin_dir).map(|mut l| {
-            l.reopened = false;
+            l.how = how;
             l
         })
     }
 
-    /// Loads the object, pins its maps and programs, attaches the programs to `cg` and
-    /// pins the links; every fd it opened closes on return, the pins holding the rest.
-    fn attach_fresh(pin_dir: &Path, cg: &File, cgroup: &Path) -> Result<(), BpfError> {
+    /// Loads the object (re-using pinned maps of the same name), pins its programs and
+    /// attaches each to `cg`: through a new pinned link, or by swapping the program of
+    /// the link already pinned. Writes `meta` last. Every fd it opened closes on return;
+    /// the pins hold the rest.
+    fn attach(pin_dir: &Path, cg: &File, cgroup: &Path) -> Result<(), BpfError> {
         for sub in ["maps", "programs", "links"] {
             let d = pin_dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
         }
-        let mut ebpf = Ebpf::load(OBJECT)?;
-        for name in MAPS {
-            let map = ebpf.map(name).ok_or(BpfError::Missing(name))?;
-            map.pin(map_pin(pin_dir, name))
-                .map_err(|source| BpfError::Pin { name, source })?;
-        }
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(pin_dir.join("maps"))
+            .load(OBJECT)?;
         for (name, attach_type) in PROGRAMS {
             let perr = |source| BpfError::Program { name, source };
             let prog: &mut CgroupSockAddr = ebpf
@@ -311,14 +358,33 @@ impl Loader {
                 .try_into()
                 .map_err(perr)?;
             prog.load().map_err(perr)?;
-            prog.pin(pin_dir.join("programs").join(name))
+            let prog_pin = pin_dir.join("programs").join(name);
+            match std::fs::remove_file(&prog_pin) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("removing {}", prog_pin.display()))(e)),
+            }
+            prog.pin(&prog_pin)
                 .map_err(|source| BpfError::Pin { name, source })?;
             let fd = prog.fd().map_err(perr)?;
-            let link = sys::link_create(fd.as_fd(), cg.as_fd(), attach_type)
-                .map_err(io(format!("attaching {name} to {}", cgroup.display())))?;
-            sys::pin(link.as_fd(), &link_pin(pin_dir, name))
-                .map_err(io(format!("pinning the link of {name}")))?;
+            let lp = link_pin(pin_dir, name);
+            if lp.exists() {
+                let link = sys::obj_get(&lp).map_err(io(format!("opening {}", lp.display())))?;
+                sys::link_update(link.as_fd(), fd.as_fd())
+                    .map_err(io(format!("swapping the program of {name}")))?;
+            } else {
+                let link = sys::link_create(fd.as_fd(), cg.as_fd(), attach_type)
+                    .map_err(io(format!("attaching {name} to {}", cgroup.display())))?;
+                sys::pin(link.as_fd(), &lp).map_err(io(format!("pinning the link of {name}")))?;
+            }
         }
+        let mut meta: Array<&mut MapData, u64> = ebpf
+            .map_mut("meta")
+            .ok_or(BpfError::Missing("meta"))?
+            .try_into()
+            .map_err(map_err("meta"))?;
+        meta.set(1, MAPS_LAYOUT, 0).map_err(map_err("meta"))?;
+        meta.set(0, object_hash(), 0).map_err(map_err("meta"))?;
         Ok(())
     }
 
@@ -350,14 +416,14 @@ impl Loader {
             free_ids,
             next_id,
             pin_dir: pin_dir.to_path_buf(),
-            reopened: true,
+            how: Loaded::Reopened,
             writes: 0,
         })
     }
 
-    /// Whether this load found the pins of an earlier one and re-opened them.
-    pub fn reopened(&self) -> bool {
-        self.reopened
+    /// What [`Loader::load`] found and did.
+    pub fn loaded(&self) -> Loaded {
+        self.how
     }
 
     /// The services the maps hold, by key.

@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSo
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drover_bpf::{Backend, Loader, Protocol, Service, ServiceKey};
+use aya::maps::{Array, Map, MapData};
+use aya::programs::ProgramInfo;
+use drover_bpf::{Backend, Loaded, Loader, Protocol, Service, ServiceKey};
 use drover_testkit::netns;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,7 +149,7 @@ fn tcp_connect_to_vip_reaches_backends_and_getpeername_shows_vip() {
     }
     let f = Fixture::new("tcp");
     let mut lb = f.load();
-    assert!(!lb.reopened());
+    assert_eq!(lb.loaded(), Loaded::Fresh);
     let k = key(10, Protocol::Tcp);
     lb.upsert_service(k, &service(&[(tcp_backend(0), 1), (tcp_backend(1), 1)]))
         .unwrap();
@@ -323,7 +325,7 @@ fn reload_from_pins_keeps_maps_and_traffic() {
     drop(lb);
     assert_eq!(ask(&k).0, 5, "traffic flows while no loader runs");
     let mut lb = f.load();
-    assert!(lb.reopened());
+    assert_eq!(lb.loaded(), Loaded::Reopened);
     assert_eq!(lb.services(), vec![k]);
     assert_eq!(lb.slot_table(&k).unwrap(), Some(vec![be]));
     assert_eq!(ask(&k).0, 5);
@@ -442,4 +444,43 @@ fn ipv6_sockets_reach_a_vip_v4_mapped() {
     lb.upsert_service(t, &Service::default()).unwrap();
     let e = TcpStream::connect_timeout(&mapped(&t), TIMEOUT).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+}
+
+#[test]
+fn another_build_swaps_programs_in_place_keeping_maps() {
+    if !netns::enter("another_build_swaps_programs_in_place_keeping_maps") {
+        return;
+    }
+    let f = Fixture::new("upgrade");
+    let mut lb = f.load();
+    let k = key(20, Protocol::Tcp);
+    lb.upsert_service(k, &service(&[(tcp_backend(9), 1)]))
+        .unwrap();
+    drop(lb);
+    let prog_pin = f.pin_dir.join("programs/drover_connect4");
+    let old_id = ProgramInfo::from_pin(&prog_pin).unwrap().id();
+    // Make the pins look written by another build: another object hash, same layout.
+    let md = MapData::from_pin(f.pin_dir.join("maps/meta")).unwrap();
+    let mut meta: Array<MapData, u64> = Array::try_from(Map::Array(md)).unwrap();
+    meta.set(0, 1, 0).unwrap();
+    drop(meta);
+    let lb = f.load();
+    assert_eq!(lb.loaded(), Loaded::Upgraded);
+    assert_ne!(ProgramInfo::from_pin(&prog_pin).unwrap().id(), old_id);
+    assert_eq!(lb.services(), vec![k]);
+    assert_eq!(
+        ask(&k).0,
+        9,
+        "the swapped programs translate with the kept maps"
+    );
+    drop(lb);
+    assert_eq!(f.load().loaded(), Loaded::Reopened);
+    // Another map layout: loaded afresh, the old maps dropped.
+    let md = MapData::from_pin(f.pin_dir.join("maps/meta")).unwrap();
+    let mut meta: Array<MapData, u64> = Array::try_from(Map::Array(md)).unwrap();
+    meta.set(1, 999, 0).unwrap();
+    drop(meta);
+    let lb = f.load();
+    assert_eq!(lb.loaded(), Loaded::Fresh);
+    assert_eq!(lb.services(), vec![]);
 }
