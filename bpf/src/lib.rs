@@ -1,12 +1,13 @@
 //! drover's eBPF service load balancer: C programs under `c/` built by clang in
 //! `build.rs`, embedded in the binary and loaded with aya.
 //!
-//! Four cgroup sock_addr programs translate Service VIPs at the socket: `connect4`
+//! Eight cgroup sock_addr programs translate Service VIPs at the socket: `connect4`
 //! (TCP and connected UDP) and `sendmsg4` (unconnected UDP) rewrite VIP:port to a
 //! backend; `recvmsg4` and `getpeername4` show the VIP back to the application; the `*6`
 //! twins do the same for IPv6 sockets addressing a VIP v4-mapped. They are
 //! attached to one cgroup v2 through bpf_links that are pinned with the maps under a
-//! pin directory, so a restarted agent re-opens the maps and traffic never stops.
+//! pin directory, so a restarted agent re-opens the maps and traffic never stops, and a
+//! newer build swaps its programs into the same links.
 //!
 //! [`Loader::upsert_service`] and [`Loader::remove_service`] change one service with a
 //! few map updates, independent of how many services exist.
@@ -27,14 +28,14 @@ use aya::programs::{CgroupSockAddr, ProgramError};
 
 pub use slots::{MAX_SLOTS, layout};
 
-/// The BPF object clang built from `c/lb.bpf.c`.
-/// (aligned: the ELF parser rejects a misaligned header).
+/// The BPF object clang built from `c/lb.bpf.c` (aligned: the ELF parser rejects a
+/// misaligned header).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb.bpf.o"));
 
 /// Production pin directory.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/drover";
 
-/// The programs: name in the object, attach type, pin name.
+/// The programs: name in the object (and pin name), attach type.
 const PROGRAMS: [(&str, u32); 8] = [
     ("drover_connect4", sys::CGROUP_INET4_CONNECT),
     ("drover_sendmsg4", sys::CGROUP_UDP4_SENDMSG),
