@@ -342,6 +342,8 @@ impl SlicePlan {
 }
 
 type PortSet = Vec<EndpointPort>;
+/// Addresses of an Endpoints subset with their IP, to sort by.
+type Addresses = Vec<(Ipv4Addr, Value)>;
 
 /// The desired endpoints of a Service, grouped by port set, keyed by pod name.
 pub fn desired_groups(
@@ -501,7 +503,7 @@ pub fn plan_slices(
                 plan.create.push(slice);
             }
         }
-        plan.delete.extend(slices.map(|s| delete_ref(s)));
+        plan.delete.extend(slices.map(delete_ref));
         return Some(plan);
     }
 
@@ -604,8 +606,7 @@ pub fn desired_endpoints(service: &Value, pods: &[&Value]) -> Option<Value> {
         .and_then(Value::as_array)
         .is_some_and(|p| !p.is_empty());
     // Port set -> (ready addresses, not-ready addresses), each sorted by IP.
-    let mut subsets: BTreeMap<PortSet, (Vec<(Ipv4Addr, Value)>, Vec<(Ipv4Addr, Value)>)> =
-        BTreeMap::new();
+    let mut subsets: BTreeMap<PortSet, (Addresses, Addresses)> = BTreeMap::new();
     let mut included: Vec<&Value> = Vec::new();
     let mut total = 0usize;
     let mut truncated = false;
