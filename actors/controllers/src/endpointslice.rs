@@ -111,11 +111,14 @@ fn node_to_services(cache: &Cache, event: &CacheEvent) -> Vec<ObjectKey> {
         .collect()
 }
 
-/// An Endpoints object belongs to the Service of the same name.
-fn endpoints_to_service(_: &Cache, event: &CacheEvent) -> Vec<ObjectKey> {
+/// An Endpoints object belongs to the Service of the same name, when there is one: an
+/// Endpoints written before its (selectorless) Service must not look like the leftover of
+/// a deleted Service.
+fn endpoints_to_service(cache: &Cache, event: &CacheEvent) -> Vec<ObjectKey> {
     event
         .latest()
         .map(|e| ObjectKey::of(e))
+        .filter(|key| cache.get(services(), key).is_some())
         .into_iter()
         .collect()
 }

@@ -289,7 +289,12 @@ async fn a_deleted_pod_is_terminating_in_its_slice_until_it_is_gone() {
 async fn a_named_target_port_is_resolved_per_pod_and_selectorless_services_are_left_alone() {
     let mut env = Env::start().await;
     env.add_node(0, &[], &[]).await;
-    // A Service without selector and its user-managed Endpoints.
+    // A Service without selector and its user-managed Endpoints, written first (as
+    // users often do: an Endpoints without its Service is not a leftover to delete).
+    let user_endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "manual", "namespace": NS},
+        "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]});
+    let user_endpoints = env.store.create(endpoints(), user_endpoints).await.unwrap();
     let manual = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "manual", "namespace": NS},
         "spec": {"ports": [{"port": 80}]}});
@@ -297,10 +302,6 @@ async fn a_named_target_port_is_resolved_per_pod_and_selectorless_services_are_l
         .create(kind("", "services"), manual)
         .await
         .unwrap();
-    let user_endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "manual", "namespace": NS},
-        "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]});
-    let user_endpoints = env.store.create(endpoints(), user_endpoints).await.unwrap();
 
     let container = json!({"name": "main", "image": "busybox",
                            "ports": [{"name": "web", "containerPort": 9376}]});
