@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 
 use crate::runtime::kinds::{nodes, pods};
 use crate::runtime::{
-    Action, Cache, CacheEvent, Context, ObjectKey, ReconcileError, Reconciler, Watch, revision_of,
+    Action, Cache, CacheEvent, Context, EventType, ObjectKey, ReconcileError, Reconciler, Watch,
+    revision_of,
 };
 
 /// How long a reconcile waits for the cache to show its own writes.
@@ -176,53 +177,95 @@ impl Reconciler for EndpointSliceController {
             .filter(|s| core::is_managed_slice(s, &key.name))
             .collect();
 
-        let mut last_slice_rev = 0;
         if let Some(plan) = core::plan_slices(&service, &pods, &zones, &existing) {
-            for (name, uid) in &plan.delete {
-                let opts = DeleteOptions {
-                    uid: Some(uid.clone()),
-                    ..Default::default()
-                };
-                match ctx.store.delete(endpoint_slices(), ns, name, &opts).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                let slice_key = ObjectKey {
-                    namespace: key.namespace.clone(),
-                    name: name.clone(),
-                };
+            let written = write_slices(ctx, key, plan).await.inspect_err(|e| {
+                warn_on(ctx, &service, e, "FailedToUpdateEndpointSlices", || {
+                    format!("Error updating Endpoint Slices for Service {key}: {e}")
+                })
+            })?;
+            if written > 0 {
                 ctx.cache
-                    .wait_absent(endpoint_slices(), &slice_key, CACHE_WAIT)
+                    .wait_for_revision(endpoint_slices(), written, CACHE_WAIT)
                     .await?;
             }
-            for slice in plan.update {
-                let stored = ctx.store.update(endpoint_slices(), slice).await?;
-                last_slice_rev = last_slice_rev.max(revision_of(&stored));
-            }
-            for slice in plan.create {
-                let stored = ctx.store.create(endpoint_slices(), slice).await?;
-                last_slice_rev = last_slice_rev.max(revision_of(&stored));
-            }
         }
-        if last_slice_rev > 0 {
-            ctx.cache
-                .wait_for_revision(endpoint_slices(), last_slice_rev, CACHE_WAIT)
-                .await?;
-        }
-
         if let Some(desired) = core::desired_endpoints(&service, &pods) {
             let current = ctx.cache.get(endpoints(), key);
             if let Some(next) = core::endpoints_update(&desired, current.as_deref()) {
                 let stored = match current {
-                    Some(_) => ctx.store.update(endpoints(), next).await?,
-                    None => ctx.store.create(endpoints(), next).await?,
-                };
+                    Some(_) => ctx.store.update(endpoints(), next).await,
+                    None => ctx.store.create(endpoints(), next).await,
+                }
+                .map_err(ReconcileError::from)
+                .inspect_err(|e| {
+                    warn_on(ctx, &service, e, "FailedToUpdateEndpoint", || {
+                        format!("Failed to update endpoint {key}: {e}")
+                    })
+                })?;
                 ctx.cache
                     .wait_for_revision(endpoints(), revision_of(&stored), CACHE_WAIT)
                     .await?;
             }
         }
         Ok(Action::await_change())
+    }
+}
+
+/// Carries a slice plan out (deletes first, so a reused name cannot collide); returns
+/// the highest revision written (0 when only deletes or nothing).
+async fn write_slices(
+    ctx: &Context,
+    key: &ObjectKey,
+    plan: core::SlicePlan,
+) -> Result<u64, ReconcileError> {
+    let ns = key.namespace.as_deref();
+    for (name, uid) in &plan.delete {
+        let opts = DeleteOptions {
+            uid: Some(uid.clone()),
+            ..Default::default()
+        };
+        match ctx.store.delete(endpoint_slices(), ns, name, &opts).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(StoreError::Conflict { reason, .. }) if reason.contains("uid") => {}
+            Err(e) => return Err(e.into()),
+        }
+        let slice_key = ObjectKey {
+            namespace: key.namespace.clone(),
+            name: name.clone(),
+        };
+        ctx.cache
+            .wait_absent(endpoint_slices(), &slice_key, CACHE_WAIT)
+            .await?;
+    }
+    let mut last = 0;
+    for slice in plan.update {
+        let stored = ctx.store.update(endpoint_slices(), slice).await?;
+        last = last.max(revision_of(&stored));
+    }
+    for slice in plan.create {
+        let stored = ctx.store.create(endpoint_slices(), slice).await?;
+        last = last.max(revision_of(&stored));
+    }
+    Ok(last)
+}
+
+/// A Warning event on the Service for a failed write; a conflict or a lagging cache (a
+/// stale read, retried shortly with the newer state) is routine and not reported.
+fn warn_on(
+    ctx: &Context,
+    service: &Value,
+    error: &ReconcileError,
+    reason: &str,
+    message: impl FnOnce() -> String,
+) {
+    let routine = matches!(
+        error,
+        ReconcileError::Store(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. })
+            | ReconcileError::CacheLag { .. }
+    );
+    if !routine {
+        ctx.events
+            .record(services(), service, EventType::Warning, reason, message());
     }
 }
 
