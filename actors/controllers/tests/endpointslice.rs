@@ -9,7 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Env, edit, kind, wait_for};
-use drover_store::{DeleteOptions, object};
+use drover_store::{DeleteOptions, WatchEvent, WatchOptions, object};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 const NS: &str = "ns";
@@ -110,6 +111,38 @@ async fn endpoints_where(env: &Env, svc: &str, what: &str, pred: impl Fn(&Value)
     all[svc].clone()
 }
 
+/// How many times `name` of `kind` was written up to its current version (its watch
+/// history from the start of the bucket).
+async fn writes(env: &Env, kind: &'static bus_schema::KindInfo, name: &str) -> usize {
+    let current = env.store.get(kind, Some(NS), name).await.unwrap();
+    let until = object::meta_str(&current, "resourceVersion")
+        .and_then(|r| r.parse::<u64>().ok())
+        .unwrap();
+    let mut watch = env
+        .store
+        .watch(kind, Some(NS), 0, WatchOptions::default())
+        .await
+        .unwrap();
+    let mut n = 0;
+    let count = async {
+        while let Some(Ok(event)) = watch.next().await {
+            if let WatchEvent::Added(o) | WatchEvent::Modified(o) = event
+                && object::name(&o) == name
+            {
+                n += 1;
+                let rv: u64 = object::meta_str(&o, "resourceVersion")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                if rv >= until {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(common::GUARD, count).await.unwrap();
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_behind_a_service_gets_one_slice_that_follows_its_scale() {
     let mut env = Env::start().await;
@@ -198,6 +231,11 @@ async fn a_deployment_behind_a_service_gets_one_slice_that_follows_its_scale() {
     })
     .await;
 
+    // Writes, for the record: every version of the slice and the Endpoints so far
+    // (the bucket history; 3 -> 5 -> 0 pods, each pod Pending then Running and Ready).
+    for (k, n) in [(slices(), name.as_str()), (endpoints(), "web")] {
+        eprintln!("{} {n}: {} writes", k.plural, writes(&env, k, n).await);
+    }
     // The Service goes: its Endpoints go with it (the slice follows its owner).
     env.store
         .delete(
