@@ -434,3 +434,46 @@ fn endpoints_are_written_only_when_they_change() {
     assert!(next["subsets"][0].get("addresses").is_none());
     assert_eq!(next["subsets"][0]["notReadyAddresses"][0]["ip"], "10.0.0.1");
 }
+
+#[test]
+fn endpoints_are_truncated_at_1000_addresses() {
+    let s = svc(http(), json!({}));
+    let pods: Vec<Value> = (0..1001)
+        .map(|i| {
+            let mut p = pod(&format!("p{i:04}"), 0, "r");
+            p["status"]["podIP"] = json!(format!("10.1.{}.{}", i / 250, i % 250 + 1));
+            p
+        })
+        .collect();
+    let refs: Vec<&Value> = pods.iter().collect();
+    let e = desired_endpoints(&s, &refs).unwrap();
+    assert_eq!(
+        e["subsets"][0]["addresses"].as_array().unwrap().len(),
+        MAX_ENDPOINTS
+    );
+    assert_eq!(
+        e["metadata"]["annotations"][OVER_CAPACITY_ANNOTATION],
+        "truncated"
+    );
+    // Slices carry every endpoint.
+    let plan = plan_slices(&s, &refs, &zones(), &[]).unwrap();
+    let total: usize = plan.create.iter().map(|s| slice_endpoints(s).len()).sum();
+    assert_eq!((plan.create.len(), total), (11, 1001));
+}
+
+#[test]
+fn the_trigger_time_is_the_latest_change() {
+    let s = svc(http(), json!({}));
+    // (pod states, wanted time): the Service's creation without pods, else the latest of
+    // the pods' creation, Ready transition and deletion.
+    let table: [(&[&str], &str); 3] = [
+        (&[], "2026-01-01T00:00:00Z"),
+        (&["r"], "2026-01-01T00:00:02Z"),
+        (&["r", "t"], "2026-01-01T00:00:05Z"),
+    ];
+    for (states, want) in table {
+        let pods: Vec<Value> = states.iter().map(|st| pod("a", 1, st)).collect();
+        let refs: Vec<&Value> = pods.iter().collect();
+        assert_eq!(trigger_time(&s, &refs).as_deref(), Some(want), "{states:?}");
+    }
+}
