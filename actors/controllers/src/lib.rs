@@ -13,6 +13,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpointslice;
 pub mod graph;
 pub mod hpa;
 pub mod informer;
@@ -80,6 +81,7 @@ impl Controllers {
             job::kinds(),
             cronjob::kinds(),
             hpa::kinds(),
+            endpointslice::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -92,6 +94,7 @@ impl Controllers {
         tasks.extend(job::start(&ctx));
         tasks.extend(cronjob::start(&ctx));
         tasks.extend(hpa::start(&ctx));
+        tasks.extend(endpointslice::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }
