@@ -49,6 +49,31 @@ pub struct ProxyConfig {
     pub service_cidr: Option<String>,
 }
 
+impl ProxyConfig {
+    /// A real node's settings: pins under [`drover_bpf::DEFAULT_PIN_DIR`], the programs
+    /// on the cgroup2 root (every pod's sockets), the default service CIDR.
+    pub fn host() -> Result<ProxyConfig, ProxyError> {
+        Ok(ProxyConfig {
+            pin_dir: PathBuf::from(drover_bpf::DEFAULT_PIN_DIR),
+            cgroup: cgroup2_root()?,
+            service_cidr: Some(DEFAULT_SERVICE_CIDR.to_string()),
+        })
+    }
+}
+
+/// Where cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid
+/// host).
+pub fn cgroup2_root() -> Result<PathBuf, ProxyError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| ProxyError::NoCgroup2(format!("reading /proc/self/mounts: {e}")))?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+        .ok_or_else(|| ProxyError::NoCgroup2("no cgroup2 mount".into()))
+}
+
 /// Why the proxy could not start or apply a change.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -58,6 +83,9 @@ pub enum ProxyError {
     /// Reading the store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// No cgroup v2 to attach the programs to.
+    #[error("cgroup v2: {0}")]
+    NoCgroup2(String),
     /// The blackhole route could not be installed.
     #[error("service cidr route: {0}")]
     Route(String),

@@ -53,6 +53,14 @@ fn http() -> Value {
     json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
 }
 
+/// What the case shows, the Service, its slices, the entries expected.
+type Case = (
+    &'static str,
+    Service,
+    Vec<EndpointSlice>,
+    Vec<(ServiceKey, LbService)>,
+);
+
 #[test]
 fn desired_table() {
     let basic = json!({"clusterIP": "10.96.0.50", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]});
@@ -60,12 +68,7 @@ fn desired_table() {
     let b = ep("10.1.0.2", Some(true), Some(true), Some(false));
     let not_ready = ep("10.1.0.3", Some(false), Some(false), Some(false));
     let term = ep("10.1.0.4", Some(false), Some(true), Some(true));
-    let cases: Vec<(
-        &str,
-        Service,
-        Vec<EndpointSlice>,
-        Vec<(ServiceKey, LbService)>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "ready endpoints of two slices, sorted, not-ready left out",
             svc(basic.clone()),
