@@ -204,7 +204,7 @@ impl NodeAgent {
         let mut tasks = vec![heartbeat, streams, metrics];
         if let Some(lb) = proxy {
             tasks.push(tokio::spawn(
-                crate::proxy::run(store.clone(), lb).instrument(span.clone()),
+                crate::proxy::run(store.clone(), lb, Default::default()).instrument(span.clone()),
             ));
         }
         let ctx = Arc::new(PodCtx {

@@ -17,6 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use drover_bpf::{Backend, Loader, Protocol, Service as LbService, ServiceKey};
@@ -323,9 +325,11 @@ pub fn start(config: &ProxyConfig) -> Result<Loader, ProxyError> {
 
 /// Follows Services and EndpointSlices forever, keeping the maps equal to them. A
 /// failed watch or map write re-lists both kinds and reconciles against the maps.
-pub async fn run(store: Store, mut lb: Loader) {
+/// `map_writes` gets the loader's count of map updates and deletes after each change
+/// (for tests and metrics: one Service's change costs a few, however many exist).
+pub async fn run(store: Store, mut lb: Loader, map_writes: Arc<AtomicU64>) {
     loop {
-        if let Err(error) = follow(&store, &mut lb).await {
+        if let Err(error) = follow(&store, &mut lb, &map_writes).await {
             tracing::warn!(message = "service proxy resync", %error);
         }
         tokio::time::sleep(RELIST_AFTER).await;
@@ -342,7 +346,7 @@ fn decode<K: serde::de::DeserializeOwned>(v: Value) -> Option<K> {
     }
 }
 
-async fn follow(store: &Store, lb: &mut Loader) -> Result<(), ProxyError> {
+async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Result<(), ProxyError> {
     let svc_kind = bus_schema::kinds::of::<Service>();
     let slice_kind = bus_schema::kinds::of::<EndpointSlice>();
     let svcs = store.list(svc_kind, None, &ListOptions::default()).await?;
@@ -372,6 +376,7 @@ async fn follow(store: &Store, lb: &mut Loader) -> Result<(), ProxyError> {
         }
     }
     apply(lb, &reconcile(&lb.services(), &wanted))?;
+    map_writes.store(lb.map_writes(), Ordering::Relaxed);
     tracing::info!(
         services = state.applied.len(),
         entries = wanted.len(),
@@ -408,6 +413,7 @@ async fn follow(store: &Store, lb: &mut Loader) -> Result<(), ProxyError> {
                     _ => { state.services.remove(&k); }
                 }
                 state.sync_one(lb, k)?;
+                map_writes.store(lb.map_writes(), Ordering::Relaxed);
             }
             ev = slice_watch.next() => {
                 let ev = ev.ok_or_else(|| StoreError::Nats("endpointslice watch ended".into()))??;
@@ -428,6 +434,7 @@ async fn follow(store: &Store, lb: &mut Loader) -> Result<(), ProxyError> {
                 for name in owners {
                     state.sync_one(lb, (k.0.clone(), name))?;
                 }
+                map_writes.store(lb.map_writes(), Ordering::Relaxed);
             }
         }
     }

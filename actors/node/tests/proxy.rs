@@ -7,6 +7,8 @@
 use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use drover_bpf::Loaded;
@@ -192,8 +194,21 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
         assert_eq!(lb.loaded(), Loaded::Fresh);
         let routes = netns::run("ip", &["route", "show", "type", "blackhole"]);
         assert!(routes.contains("10.96.0.0/12"), "blackhole route: {routes}");
-        let task = tokio::spawn(proxy::run(store.clone(), lb));
+        let writes = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(proxy::run(store.clone(), lb, writes.clone()));
 
+        // Twenty other Services with an endpoint each, so a change that rewrote every
+        // service would show in the write count below.
+        for i in 0..20u8 {
+            let name = format!("other-{i}");
+            let ip = Ipv4Addr::new(10, 96, 1, i);
+            store
+                .api::<Service>()
+                .create(&service(&name, ip))
+                .await
+                .unwrap();
+            set_slice(&store, &name, &[(1, true)]).await;
+        }
         store
             .api::<Service>()
             .create(&service("web", VIP))
@@ -206,8 +221,17 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
         // Scaling: one more endpoint, and a not-ready one that gets nothing.
         set_slice(&store, "web", &[(1, true), (2, true), (3, false)]).await;
         wait_answering("not-ready endpoint gets none", Ok(vec![1, 2])).await;
+        let before = writes.load(Ordering::Relaxed);
         set_slice(&store, "web", &[(3, true)]).await;
         wait_answering("traffic moved to 3", Ok(vec![3])).await;
+        // Replacing two backends by one: the slots and two member entries of this
+        // one service, nothing of the twenty others (each has 1 member + slots + entry).
+        let cost = writes.load(Ordering::Relaxed) - before;
+        eprintln!("map writes for one slice change among 21 services: {cost}");
+        assert!(
+            cost < 20,
+            "one slice change touched more than its service: {cost} writes"
+        );
 
         // A second Service the proxy will miss the deletion of while down.
         let other = Ipv4Addr::new(10, 96, 0, 51);
@@ -251,7 +275,8 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
             Loaded::Reopened,
             "the restart re-opens the pins"
         );
-        let task = tokio::spawn(proxy::run(store.clone(), lb));
+        let writes = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(proxy::run(store.clone(), lb, writes.clone()));
         wait_answering("reconciled scale after restart", Ok(vec![1, 3])).await;
         let started = Instant::now();
         loop {
@@ -266,6 +291,15 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
                 }
             }
         }
+
+        // The restart re-upserted 21 unchanged services for free: only the scale and
+        // the removal were written.
+        let cost = writes.load(Ordering::Relaxed);
+        eprintln!("map writes to reconcile after the restart: {cost}");
+        assert!(
+            cost < 20,
+            "the restart rewrote unchanged services: {cost} writes"
+        );
 
         // Deleting the Service: its VIP fails fast (blackholed, not translated).
         store
