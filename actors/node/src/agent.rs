@@ -176,7 +176,7 @@ impl NodeAgent {
         // Load the service proxy before starting any task, so a failure leaves nothing
         // running; its pins survive a restart, so services keep working meanwhile.
         let proxy = match &config.proxy {
-            Some(p) => Some(crate::proxy::start(p)?),
+            Some(p) => Some((crate::proxy::start(p)?, p.clone())),
             None => None,
         };
         let config = Arc::new(config);
@@ -202,9 +202,14 @@ impl NodeAgent {
             .instrument(span.clone()),
         );
         let mut tasks = vec![heartbeat, streams, metrics];
-        if let Some(lb) = proxy {
+        if let Some((lb, proxy_config)) = proxy {
+            let proxy =
+                crate::proxy::supervised(store.clone(), lb, proxy_config, Default::default());
             tasks.push(tokio::spawn(
-                crate::proxy::run(store.clone(), lb, Default::default()).instrument(span.clone()),
+                async move {
+                    proxy.await;
+                }
+                .instrument(span.clone()),
             ));
         }
         let ctx = Arc::new(PodCtx {

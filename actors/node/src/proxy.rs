@@ -336,6 +336,42 @@ pub async fn run(store: Store, mut lb: Loader, map_writes: Arc<AtomicU64>) {
     }
 }
 
+/// [`run`] under a supervisor (`drover_actors::supervise`): a panic restarts it with
+/// the pinned maps re-opened (traffic never stops; the relist reconciles), under the
+/// default restart budget. `first` is the loader [`start`] returned.
+pub async fn supervised(
+    store: Store,
+    first: Loader,
+    config: ProxyConfig,
+    map_writes: Arc<AtomicU64>,
+) -> drover_actors::supervise::Outcome {
+    let first = Arc::new(std::sync::Mutex::new(Some(first)));
+    drover_actors::supervise::run(
+        "service-proxy".into(),
+        drover_actors::restart::RestartPolicy::default(),
+        move || {
+            let (store, config, writes) = (store.clone(), config.clone(), map_writes.clone());
+            let first = first.lock().ok().and_then(|mut f| f.take());
+            async move {
+                let lb = match first {
+                    Some(lb) => lb,
+                    None => loop {
+                        match Loader::load(&config.pin_dir, &config.cgroup) {
+                            Ok(lb) => break lb,
+                            Err(error) => {
+                                tracing::warn!(message = "service proxy reload failed", %error);
+                                tokio::time::sleep(RELIST_AFTER).await;
+                            }
+                        }
+                    },
+                };
+                run(store, lb, writes).await
+            }
+        },
+    )
+    .await
+}
+
 fn decode<K: serde::de::DeserializeOwned>(v: Value) -> Option<K> {
     match serde_json::from_value(v) {
         Ok(k) => Some(k),

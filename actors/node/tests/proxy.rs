@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use drover_bpf::Loaded;
+use drover_node::hollow::HollowRuntime;
+use drover_node::node::Capacity;
 use drover_node::proxy::{self, ProxyConfig};
+use drover_node::{AgentConfig, HollowConfig, NodeAgent};
 use drover_store::{DeleteOptions, Store, StoreConfig};
 use drover_testkit::{TestNats, netns};
 use k8s_openapi::api::core::v1::Service;
@@ -275,8 +278,14 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
             Loaded::Reopened,
             "the restart re-opens the pins"
         );
+        // This time under the supervisor the agent uses.
         let writes = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(proxy::run(store.clone(), lb, writes.clone()));
+        let task = tokio::spawn(proxy::supervised(
+            store.clone(),
+            lb,
+            f.config(),
+            writes.clone(),
+        ));
         wait_answering("reconciled scale after restart", Ok(vec![1, 3])).await;
         let started = Instant::now();
         loop {
@@ -326,5 +335,44 @@ fn services_and_slices_drive_the_bpf_maps_and_survive_a_proxy_restart() {
         );
         task.abort();
         let _ = task.await;
+    });
+}
+
+#[test]
+fn an_agent_with_the_proxy_on_routes_service_vips() {
+    if !netns::enter("an_agent_with_the_proxy_on_routes_service_vips") {
+        return;
+    }
+    let ip = Ipv4Addr::new(10, 1, 0, 7);
+    netns::run("ip", &["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    backend(ip);
+    let f = Fixture::new("agent");
+    block_on(async {
+        let nats = TestNats::start().await;
+        let store = Store::new(nats.client().await, StoreConfig::default())
+            .await
+            .unwrap();
+        let runtime = Arc::new(HollowRuntime::seeded(HollowConfig::default(), 7));
+        let mut config = AgentConfig::new("node-a");
+        config.capacity = Some(Capacity {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+            ephemeral_storage_bytes: 100 << 30,
+            pods: 110,
+        });
+        config.proxy = Some(f.config());
+        let agent = NodeAgent::start(store.clone(), runtime, config)
+            .await
+            .unwrap();
+        let routes = netns::run("ip", &["route", "show", "type", "blackhole"]);
+        assert!(routes.contains("10.96.0.0/12"), "blackhole route: {routes}");
+        store
+            .api::<Service>()
+            .create(&service("web", VIP))
+            .await
+            .unwrap();
+        set_slice(&store, "web", &[(7, true)]).await;
+        wait_answering("the agent's proxy routes the VIP", Ok(vec![7])).await;
+        agent.stop().await;
     });
 }
