@@ -38,6 +38,10 @@ pub struct NodeArgs {
     /// comma-separated; as the kubelet's flag: applied when the Node is created).
     #[arg(long, value_name = "TAINTS", value_delimiter = ',', value_parser = parse_taint)]
     pub register_with_taints: Vec<Taint>,
+    /// Run no eBPF service proxy (by default the agent translates Service VIPs for every
+    /// process through cgroup programs and blackholes 10.96.0.0/12).
+    #[arg(long)]
+    pub no_service_proxy: bool,
 }
 
 /// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
@@ -120,6 +124,15 @@ impl NodeHandle {
         config.data_dir = data_dir;
         config.identity.address = args.node_address.clone();
         config.identity.taints = args.register_with_taints.clone();
+        if !args.no_service_proxy {
+            match drover_node::proxy::ProxyConfig::host() {
+                Ok(p) => config.proxy = Some(p),
+                Err(e) => {
+                    host.stop().await;
+                    return Err(e).context("configuring the service proxy");
+                }
+            }
+        }
         let agent = match NodeAgent::start(store, runtime, config).await {
             Ok(a) => a,
             Err(e) => {

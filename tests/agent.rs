@@ -68,6 +68,8 @@ fn spawn_agent(nats: &str, data_dir: &Path, log: &Path) -> Child {
             nats,
             "--node-name",
             "node-a",
+            // The programs would attach to the host's cgroup2 root, outside the test.
+            "--no-service-proxy",
             "--data-dir",
         ])
         .arg(data_dir)

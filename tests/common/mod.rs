@@ -32,6 +32,9 @@ impl Up {
     pub fn spawn_with_agent(args: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
             .arg("up")
+            // The proxy's programs would attach to the host's cgroup2 root, outside
+            // the test's namespaces.
+            .arg("--no-service-proxy")
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

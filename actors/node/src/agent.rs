@@ -82,6 +82,9 @@ pub struct AgentConfig {
     pub volume_resync_interval: Duration,
     /// How often the node's and its pods' usage is published ([`crate::metrics`]).
     pub metrics_interval: Duration,
+    /// The eBPF service proxy ([`crate::proxy`]); `None` (the default, hollow agents)
+    /// runs none. Real agents set it.
+    pub proxy: Option<crate::proxy::ProxyConfig>,
 }
 
 impl AgentConfig {
@@ -110,6 +113,7 @@ impl AgentConfig {
             pod_sync_interval: pod::DEFAULT_SYNC_INTERVAL,
             volume_resync_interval: pod::DEFAULT_VOLUME_RESYNC_INTERVAL,
             metrics_interval: crate::metrics::DEFAULT_METRICS_INTERVAL,
+            proxy: None,
         }
     }
 }
@@ -128,6 +132,10 @@ pub enum AgentError {
     /// retryable.
     #[error("config: {0}")]
     Config(String),
+    /// The service proxy could not start (programs, pins, the service CIDR route).
+    /// Nothing else was started.
+    #[error("service proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
     /// Every node CIDR of the cluster CIDR is taken. Retryable once nodes are removed
     /// from the registry.
     #[error("no free pod cidr left in {cluster}")]
@@ -165,6 +173,12 @@ impl NodeAgent {
         let registered = register(&store, runtime.as_ref(), &config)
             .instrument(span.clone())
             .await?;
+        // Load the service proxy before starting any task, so a failure leaves nothing
+        // running; its pins survive a restart, so services keep working meanwhile.
+        let proxy = match &config.proxy {
+            Some(p) => Some((crate::proxy::start(p)?, p.clone())),
+            None => None,
+        };
         let config = Arc::new(config);
         let heartbeat = tokio::spawn(
             heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
@@ -187,6 +201,17 @@ impl NodeAgent {
             )
             .instrument(span.clone()),
         );
+        let mut tasks = vec![heartbeat, streams, metrics];
+        if let Some((lb, proxy_config)) = proxy {
+            let proxy =
+                crate::proxy::supervised(store.clone(), lb, proxy_config, Default::default());
+            tasks.push(tokio::spawn(
+                async move {
+                    proxy.await;
+                }
+                .instrument(span.clone()),
+            ));
+        }
         let ctx = Arc::new(PodCtx {
             store,
             runtime,
@@ -205,7 +230,10 @@ impl NodeAgent {
         Ok(NodeAgent {
             node_name: config.identity.name.clone(),
             pod_cidr: registered.pod_cidr,
-            tasks: vec![heartbeat, pods, streams, metrics],
+            tasks: {
+                tasks.push(pods);
+                tasks
+            },
         })
     }
 

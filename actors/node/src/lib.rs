@@ -40,6 +40,7 @@ pub mod node;
 pub mod pod;
 pub mod podspec;
 pub mod probe;
+pub mod proxy;
 pub mod runtime;
 pub mod stream;
 pub mod volumes;
