@@ -612,10 +612,13 @@ async fn create_object(
             )),
         };
     }
-    let created = store
-        .create(kind, obj)
-        .await
-        .map_err(|e| ApiError::from_store(kind, &name, e))?;
+    let created = match store.create(kind, obj.clone()).await {
+        Ok(created) => created,
+        Err(e) => {
+            crate::admission::release_services(store, kind, &Value::Null, &obj).await;
+            return Err(ApiError::from_store(kind, &name, e));
+        }
+    };
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -782,10 +785,16 @@ async fn write(
     if dry {
         return Ok(merged);
     }
-    store
-        .update(kind, merged)
-        .await
-        .map_err(|e| ApiError::from_store(kind, &name, e))
+    match store.update(kind, merged.clone()).await {
+        Ok(updated) => {
+            crate::admission::release_services(store, kind, &updated, &current).await;
+            Ok(updated)
+        }
+        Err(e) => {
+            crate::admission::release_services(store, kind, &current, &merged).await;
+            Err(ApiError::from_store(kind, &name, e))
+        }
+    }
 }
 
 /// The 409 after [`PATCH_ATTEMPTS`] read-modify-write rounds lost to other writers.
@@ -905,11 +914,14 @@ async fn delete(
         .delete(kind, target.namespace.as_deref(), &name, &opts)
         .await
     {
-        Ok(DeleteOutcome::Deleted(obj)) => Ok(HttpResponse::Ok().json(if kind.kind == "Pod" {
-            obj
-        } else {
-            success(kind, &name, drover_store::object::meta_str(&obj, "uid"))
-        })),
+        Ok(DeleteOutcome::Deleted(obj)) => {
+            crate::admission::release_services(store, kind, &Value::Null, &obj).await;
+            Ok(HttpResponse::Ok().json(if kind.kind == "Pod" {
+                obj
+            } else {
+                success(kind, &name, drover_store::object::meta_str(&obj, "uid"))
+            }))
+        }
         Ok(DeleteOutcome::Terminating(obj)) => Ok(HttpResponse::Ok().json(obj)),
         Err(e) => Err(ApiError::from_store(kind, &name, e)),
     }
@@ -975,7 +987,11 @@ async fn delete_collection(
             ..Default::default()
         };
         match store.delete(kind, ns.as_deref(), &name, &opts).await {
-            Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Terminating(o)) => items.push(o),
+            Ok(DeleteOutcome::Deleted(o)) => {
+                crate::admission::release_services(store, kind, &Value::Null, &o).await;
+                items.push(o);
+            }
+            Ok(DeleteOutcome::Terminating(o)) => items.push(o),
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(ApiError::from_store(kind, &name, e)),
         }
