@@ -94,7 +94,7 @@ pub async fn release_services(
     kept: &Value,
     dropped: &Value,
 ) {
-    if kind.group != "" || kind.kind != "Service" {
+    if !kind.group.is_empty() || kind.kind != "Service" {
         return;
     }
     if let Err(e) = drover_admission::services::release(store, kept, dropped).await {

@@ -125,7 +125,7 @@ pub async fn admit(
             &r.cluster_ips,
             CLUSTER_IP_REGISTRY,
             &owner,
-            &[want.clone()],
+            std::slice::from_ref(want),
             dry_run,
         )
         .await
