@@ -105,6 +105,13 @@ impl Range {
         })
     }
 
+    /// The tenth address of a cluster IP range, the cluster DNS Service's address by
+    /// kubeadm's convention (10.96.0.10 in the default range); in the static band, so
+    /// no dynamic pick takes it first. `None` for port ranges.
+    pub fn dns_ip(&self) -> Option<Ipv4Addr> {
+        (self.kind == RangeKind::Ip && self.size > 10).then(|| Ipv4Addr::from(self.first + 9))
+    }
+
     /// What values the range hands out.
     pub fn kind(&self) -> RangeKind {
         self.kind
@@ -191,6 +198,27 @@ fn first_free(taken: &BTreeSet<u32>, lo: u32, hi: u32) -> Option<u32> {
         candidate += 1;
     }
     (candidate < hi).then_some(candidate)
+}
+
+/// A registry entry: the owning Service (`namespace/name`) and when it claimed the
+/// value (unix seconds).
+pub fn entry(owner: &str, now: u64) -> String {
+    format!("{owner}@{now}")
+}
+
+/// The owner and claim time of a registry entry (time `None` when absent or garbled).
+pub fn parse_entry(entry: &str) -> (&str, Option<u64>) {
+    match entry.rsplit_once('@') {
+        Some((owner, at)) => (owner, at.parse().ok()),
+        None => (entry, None),
+    }
+}
+
+/// Whether an entry claimed at `claimed_at` is old enough that its owner not holding the
+/// value means a leak rather than a create still in flight. Entries without a time count
+/// as old.
+pub fn may_be_leaked(claimed_at: Option<u64>, now: u64, grace_secs: u64) -> bool {
+    claimed_at.is_none_or(|at| now.saturating_sub(at) >= grace_secs)
 }
 
 /// One value a Service wants from a range.

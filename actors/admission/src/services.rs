@@ -2,7 +2,7 @@
 //! update and delete; the decisions are in [`crate::allocator`].
 //!
 //! Each range's allocations live in one registry ConfigMap in `kube-system` (value ->
-//! owning `namespace/name`), the analogue of Kubernetes' `RangeAllocation` objects: a
+//! owning `namespace/name@claimed-at-unix-seconds`), the analogue of Kubernetes' `RangeAllocation` objects: a
 //! claim is one compare-and-swap of that object, so concurrent creates never get the same
 //! value, and a Service's IP and node ports are each claimed in one write. Claims happen
 //! in admission, before the Service is written; the caller gives back what a failed write
@@ -11,8 +11,8 @@
 //!
 //! There is no repair controller. Instead, when a request names a value that the
 //! registry gives to a Service that does not hold it (deleted without passing the
-//! gateway, e.g. by the namespace controller, or whose write failed), the claim takes it
-//! over: a leak costs a slot of the range until someone asks for that value.
+//! gateway, e.g. by the namespace controller, or whose write failed) and was claimed over
+//! a minute ago, the claim takes it over: a leak costs a slot of the range until someone asks for that value.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
@@ -34,6 +34,11 @@ pub const CLUSTER_IP_REGISTRY: &str = "drover-service-cluster-ips";
 pub const NODE_PORT_REGISTRY: &str = "drover-service-node-ports";
 /// Compare-and-swap rounds for one claim or release.
 const CAS_ATTEMPTS: usize = 64;
+/// How old a registry entry must be before a request may take it over from an owner
+/// that does not hold it: a claim precedes its Service's write, so a young entry whose
+/// Service is not there yet is a create in flight, not a leak (Kubernetes' repair
+/// controller likewise waits before it frees a leak).
+const LEAK_GRACE_SECS: u64 = 60;
 
 /// The ranges Services are allocated from (the API server's
 /// `--service-cluster-ip-range` and `--service-node-port-range`).
@@ -330,6 +335,10 @@ async fn claim(
     wants: &[Want],
     dry_run: bool,
 ) -> Result<Vec<String>, ClaimError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     for _ in 0..CAS_ATTEMPTS {
         let (current, mut data) = read_registry(store, registry)
             .await
@@ -350,18 +359,21 @@ async fn claim(
                 .parse(value)
                 .ok_or_else(|| refuse(allocator::Refused::NotInRange))?;
             if let Err(why) = range.check(v, &taken) {
-                let holder = data.get(&range.render(v)).cloned().unwrap_or_default();
+                let entry = data.get(&range.render(v)).cloned().unwrap_or_default();
+                let (holder, claimed_at) = allocator::parse_entry(&entry);
+                let mine = holder == owner;
                 let leaked = why == allocator::Refused::Allocated
-                    && holder != owner
-                    && !really_holds(store, range, &holder, &range.render(v))
+                    && !mine
+                    && allocator::may_be_leaked(claimed_at, now, LEAK_GRACE_SECS)
+                    && !really_holds(store, range, holder, &range.render(v))
                         .await
                         .map_err(ClaimError::Store)?;
-                if !leaked && holder != owner {
+                if !leaked && !mine {
                     return Err(refuse(why));
                 }
             }
             taken.insert(v);
-            data.insert(range.render(v), owner.to_string());
+            data.insert(range.render(v), allocator::entry(owner, now));
             got[index] = range.render(v);
         }
         let random = RandomState::new().hash_one(owner);
@@ -373,7 +385,7 @@ async fn claim(
                 range: range.text().to_string(),
             })?;
             taken.insert(v);
-            data.insert(range.render(v), owner.to_string());
+            data.insert(range.render(v), allocator::entry(owner, now));
             got[index] = range.render(v);
         }
         if dry_run {
@@ -409,7 +421,10 @@ async fn give_back(
                 .parse(v)
                 .map(|v| range.render(v))
                 .unwrap_or_else(|| v.clone());
-            if data.get(&key).map(String::as_str) == Some(owner) {
+            if data
+                .get(&key)
+                .is_some_and(|e| allocator::parse_entry(e).0 == owner)
+            {
                 data.remove(&key);
                 changed = true;
             }

@@ -18,6 +18,8 @@ fn ranges_parse_with_kubernetes_bounds() {
     assert!(!r.contains(ip("10.111.255.255")), "broadcast reserved");
     assert!(!r.contains(ip("10.112.0.1")));
     assert_eq!(r.static_size, 256);
+    assert_eq!(r.dns_ip(), Some(Ipv4Addr::new(10, 96, 0, 10)));
+    assert_eq!(Range::node_ports(30000, 32767).unwrap().dns_ip(), None);
     let small = Range::service_cidr("192.168.7.9/28").unwrap();
     assert_eq!(small.text(), "192.168.7.0/28");
     assert_eq!(small.size, 14);
@@ -309,4 +311,28 @@ fn held_values() {
     let mut headless = svc("ClusterIP", "None", &[]);
     fill_families(&mut headless);
     assert_eq!(headless["clusterIPs"], json!(["None"]));
+}
+
+#[test]
+fn registry_entries() {
+    // (entry, owner, claimed at)
+    fn check(e: &str, expected: (&str, Option<u64>)) {
+        assert_eq!(parse_entry(e), expected, "{e}");
+    }
+    check(
+        &entry("default/web", 1700000000),
+        ("default/web", Some(1700000000)),
+    );
+    check("default/web", ("default/web", None));
+    check("default/web@soon", ("default/web", None));
+    // (claimed at, now, leak possible)
+    for (at, now, want) in [
+        (Some(100), 100, false),
+        (Some(100), 159, false),
+        (Some(100), 160, true),
+        (Some(200), 100, false),
+        (None, 0, true),
+    ] {
+        assert_eq!(may_be_leaked(at, now, 60), want, "{at:?} {now}");
+    }
 }
