@@ -615,7 +615,13 @@ async fn create_object(
     let created = match store.create(kind, obj.clone()).await {
         Ok(created) => created,
         Err(e) => {
-            crate::admission::release_services(store, kind, &Value::Null, &obj).await;
+            if kind.group.is_empty() && kind.kind == "Service" {
+                // Give back what admission claimed, except what a Service of that name
+                // holds (an AlreadyExists: its values read as this owner's too).
+                let ns = drover_store::object::namespace(&obj);
+                let existing = store.get(kind, ns, &name).await.unwrap_or(Value::Null);
+                crate::admission::release_services(store, kind, &existing, &obj).await;
+            }
             return Err(ApiError::from_store(kind, &name, e));
         }
     };
@@ -791,7 +797,12 @@ async fn write(
             Ok(updated)
         }
         Err(e) => {
-            crate::admission::release_services(store, kind, &current, &merged).await;
+            if kind.group.is_empty() && kind.kind == "Service" {
+                // Give back what this write claimed, except what the Service holds now
+                // (a concurrent update may have claimed the same value and won).
+                let now = get(store, target).await.unwrap_or(current);
+                crate::admission::release_services(store, kind, &now, &merged).await;
+            }
             Err(ApiError::from_store(kind, &name, e))
         }
     }

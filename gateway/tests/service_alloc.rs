@@ -69,6 +69,24 @@ async fn cluster_ips_are_allocated_checked_and_freed() {
         "kubectl get svc shows the cluster IP:\n{table}"
     );
 
+    // A create that loses to an existing name gives back what it claimed, and only that:
+    // the existing Service keeps its IP.
+    let (ok, err) = create(
+        &c,
+        "web2.yaml",
+        &service_yaml("web", "ClusterIP", &ip, None),
+    );
+    assert!(!ok && err.contains("AlreadyExists"), "{err}");
+    let (ok, err) = create(
+        &c,
+        "thief.yaml",
+        &service_yaml("thief", "ClusterIP", &ip, None),
+    );
+    assert!(
+        !ok && err.contains("provided IP is already allocated"),
+        "{err}"
+    );
+
     // Headless: no allocation.
     c.ok(&["create", "service", "clusterip", "hl", "--clusterip=None"]);
     assert_eq!(cluster_ip(&c, "hl"), "None");
