@@ -76,6 +76,9 @@ struct UpArgs {
     /// root, containerd, runc and the CNI plugins, and it creates the `drover0` bridge.
     #[arg(long)]
     no_agent: bool,
+    /// CIDR Services' cluster IPs are allocated from (the kube-apiserver's flag).
+    #[arg(long, default_value = drover_gateway::admission::DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: String,
     #[command(flatten)]
     node: agent::NodeArgs,
 }
@@ -218,6 +221,7 @@ async fn up(args: UpArgs) -> Result<()> {
         pki.admin_token.clone(),
         Box::new(drover_gateway::auth::MastersOnly),
     ));
+    drover_gateway::admission::configure_service_cidr(&args.service_cluster_ip_range)?;
     let bind = std::net::SocketAddr::new(args.api_address, args.api_port);
     let gateway = drover_gateway::Gateway::start(
         store.clone(),

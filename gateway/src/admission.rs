@@ -83,6 +83,36 @@ pub async fn admit_update(
         .map_err(from_admission)
 }
 
+pub use drover_admission::allocator::DEFAULT_SERVICE_CIDR;
+
+/// Sets the CIDR Services' cluster IPs come from in this process (`drover up
+/// --service-cluster-ip-range`); node ports stay 30000-32767, the range validation knows.
+pub fn configure_service_cidr(cidr: &str) -> Result<(), drover_admission::allocator::RangeError> {
+    let mut ranges = drover_admission::services::ranges();
+    ranges.cluster_ips = drover_admission::allocator::Range::service_cidr(cidr)?;
+    drover_admission::services::configure(ranges);
+    Ok(())
+}
+
+/// Gives back the cluster IP and node ports a Service held in `dropped` and no longer
+/// holds in `kept` (`Value::Null` after a delete): after an update or delete is written,
+/// and for what a create or update that failed to be written had claimed. A failure
+/// here does not fail the request (the write it follows stands); the value stays taken
+/// until a request names it (see `drover_admission::services`).
+pub async fn release_services(
+    store: &Store,
+    kind: &'static KindInfo,
+    kept: &Value,
+    dropped: &Value,
+) {
+    if !kind.group.is_empty() || kind.kind != "Service" {
+        return;
+    }
+    if let Err(e) = drover_admission::services::release(store, kept, dropped).await {
+        tracing::warn!(message = "service allocation not released", error = %e);
+    }
+}
+
 /// POST `pods/{name}/eviction`: deletes the pod if its PodDisruptionBudget allows,
 /// charging the budget first (CAS on its status); 429 when it does not.
 pub async fn evict(

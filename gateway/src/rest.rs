@@ -612,10 +612,19 @@ async fn create_object(
             )),
         };
     }
-    let created = store
-        .create(kind, obj)
-        .await
-        .map_err(|e| ApiError::from_store(kind, &name, e))?;
+    let created = match store.create(kind, obj.clone()).await {
+        Ok(created) => created,
+        Err(e) => {
+            if kind.group.is_empty() && kind.kind == "Service" {
+                // Give back what admission claimed, except what a Service of that name
+                // holds (an AlreadyExists: its values read as this owner's too).
+                let ns = drover_store::object::namespace(&obj);
+                let existing = store.get(kind, ns, &name).await.unwrap_or(Value::Null);
+                crate::admission::release_services(store, kind, &existing, &obj).await;
+            }
+            return Err(ApiError::from_store(kind, &name, e));
+        }
+    };
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -782,10 +791,21 @@ async fn write(
     if dry {
         return Ok(merged);
     }
-    store
-        .update(kind, merged)
-        .await
-        .map_err(|e| ApiError::from_store(kind, &name, e))
+    match store.update(kind, merged.clone()).await {
+        Ok(updated) => {
+            crate::admission::release_services(store, kind, &updated, &current).await;
+            Ok(updated)
+        }
+        Err(e) => {
+            if kind.group.is_empty() && kind.kind == "Service" {
+                // Give back what this write claimed, except what the Service holds now
+                // (a concurrent update may have claimed the same value and won).
+                let now = get(store, target).await.unwrap_or(current);
+                crate::admission::release_services(store, kind, &now, &merged).await;
+            }
+            Err(ApiError::from_store(kind, &name, e))
+        }
+    }
 }
 
 /// The 409 after [`PATCH_ATTEMPTS`] read-modify-write rounds lost to other writers.
@@ -905,11 +925,14 @@ async fn delete(
         .delete(kind, target.namespace.as_deref(), &name, &opts)
         .await
     {
-        Ok(DeleteOutcome::Deleted(obj)) => Ok(HttpResponse::Ok().json(if kind.kind == "Pod" {
-            obj
-        } else {
-            success(kind, &name, drover_store::object::meta_str(&obj, "uid"))
-        })),
+        Ok(DeleteOutcome::Deleted(obj)) => {
+            crate::admission::release_services(store, kind, &Value::Null, &obj).await;
+            Ok(HttpResponse::Ok().json(if kind.kind == "Pod" {
+                obj
+            } else {
+                success(kind, &name, drover_store::object::meta_str(&obj, "uid"))
+            }))
+        }
         Ok(DeleteOutcome::Terminating(obj)) => Ok(HttpResponse::Ok().json(obj)),
         Err(e) => Err(ApiError::from_store(kind, &name, e)),
     }
@@ -975,7 +998,11 @@ async fn delete_collection(
             ..Default::default()
         };
         match store.delete(kind, ns.as_deref(), &name, &opts).await {
-            Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Terminating(o)) => items.push(o),
+            Ok(DeleteOutcome::Deleted(o)) => {
+                crate::admission::release_services(store, kind, &Value::Null, &o).await;
+                items.push(o);
+            }
+            Ok(DeleteOutcome::Terminating(o)) => items.push(o),
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(ApiError::from_store(kind, &name, e)),
         }

@@ -5,6 +5,9 @@
 //! a controller makes is defaulted, limited and charged exactly as one a user posts (in
 //! Kubernetes every controller create goes through the API server's admission chain).
 //!
+//! It also allocates Services' cluster IPs and node ports ([`services`], decisions in
+//! [`allocator`]), as the API server's service registry does on create and update.
+//!
 //! The decisions are pure functions ([`priority`], [`limit_range`] and
 //! `bus_schema::quota`); this crate reads what they need from the store ([`Admission`])
 //! and carries them out. Quota is charged by a compare-and-swap of the quota's
@@ -12,8 +15,10 @@
 //! quota as they do in Kubernetes; a create that fails after its charge leaves the quota
 //! high until the quota controller recomputes it from the objects that exist.
 
+pub mod allocator;
 pub mod limit_range;
 pub mod priority;
+pub mod services;
 
 use bus_schema::quota::{self, ResourceList};
 use bus_schema::{KindInfo, kinds};
@@ -243,7 +248,11 @@ impl Admission {
                 return Err(forbidden(kind, &name, &limit_range::aggregate(&errors)));
             }
         }
-        self.charge_quotas(store, &ns, None, obj, dry_run).await
+        self.charge_quotas(store, &ns, None, obj, dry_run).await?;
+        if is(kind, "", "Service") {
+            services::admit(store, None, obj, dry_run).await?;
+        }
+        Ok(())
     }
 
     /// Admits an update of `current` to `obj` (not status writes): PriorityClass rules,
@@ -275,7 +284,11 @@ impl Admission {
             }
         }
         self.charge_quotas(store, &ns, Some(current), obj, dry_run)
-            .await
+            .await?;
+        if is(kind, "", "Service") {
+            services::admit(store, Some(current), obj, dry_run).await?;
+        }
+        Ok(())
     }
 
     /// Names `obj` from its `generateName` (so a refusal names the object, as Kubernetes'
