@@ -152,7 +152,11 @@ fn ports(list: Option<&Value>) -> Vec<Port> {
         .flatten()
         .filter_map(|p| {
             Some(Port {
-                name: p.get("name").and_then(Value::as_str).unwrap_or("").to_lowercase(),
+                name: p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_lowercase(),
                 protocol: p
                     .get("protocol")
                     .and_then(Value::as_str)
@@ -552,7 +556,13 @@ fn pod_answer(owner: &str, label: &str, qtype: QType) -> Answer {
         .parse::<Ipv4Addr>()
         .map(IpAddr::V4)
         .ok()
-        .or_else(|| label.replace('-', ":").parse::<Ipv6Addr>().ok().map(IpAddr::V6));
+        .or_else(|| {
+            label
+                .replace('-', ":")
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(IpAddr::V6)
+        });
     match ip {
         None => Answer::NxDomain,
         Some(ip) if wants(qtype, &ip) => records(vec![addr_rec(owner, ip)]),

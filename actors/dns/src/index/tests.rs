@@ -23,7 +23,11 @@ fn index() -> Index {
     let mut ix = Index::new("Cluster.Local.");
     let http = json!([{"name": "http", "port": 80, "protocol": "TCP"},
                       {"name": "dns", "port": 53, "protocol": "UDP"}]);
-    ix.upsert_service(&svc("ns", "web", json!({"clusterIP": "10.96.0.20", "ports": http})));
+    ix.upsert_service(&svc(
+        "ns",
+        "web",
+        json!({"clusterIP": "10.96.0.20", "ports": http}),
+    ));
     ix.upsert_service(&svc(
         "ns",
         "dual",
@@ -111,11 +115,23 @@ const DB: &str = "db.ns.svc.cluster.local.";
 fn cluster_ip_services() {
     check(WEB, QType::A, ok(vec![a(WEB, "10.96.0.20")]));
     // Any case, no trailing dot: the owner is the name as asked.
-    check("WEB.ns.SVC.cluster.local", QType::A, ok(vec![a("WEB.ns.SVC.cluster.local.", "10.96.0.20")]));
+    check(
+        "WEB.ns.SVC.cluster.local",
+        QType::A,
+        ok(vec![a("WEB.ns.SVC.cluster.local.", "10.96.0.20")]),
+    );
     check(WEB, QType::Aaaa, ok(vec![]));
     check(WEB, QType::Other, ok(vec![]));
-    check("dual.ns.svc.cluster.local.", QType::Aaaa, ok(vec![a("dual.ns.svc.cluster.local.", "fd00::21")]));
-    check("dual.ns.svc.cluster.local.", QType::A, ok(vec![a("dual.ns.svc.cluster.local.", "10.96.0.21")]));
+    check(
+        "dual.ns.svc.cluster.local.",
+        QType::Aaaa,
+        ok(vec![a("dual.ns.svc.cluster.local.", "fd00::21")]),
+    );
+    check(
+        "dual.ns.svc.cluster.local.",
+        QType::A,
+        ok(vec![a("dual.ns.svc.cluster.local.", "10.96.0.21")]),
+    );
     // No cluster IP allocated yet: the name exists, without addresses.
     check("pending.ns.svc.cluster.local.", QType::A, ok(vec![]));
 }
@@ -128,10 +144,22 @@ fn srv_records() {
     let q = "_dns._udp.web.ns.svc.cluster.local.";
     check(q, QType::Srv, ok(vec![srv(q, 100, 53, WEB)]));
     // Wrong protocol or an unknown port name: no such name.
-    check("_dns._tcp.web.ns.svc.cluster.local.", QType::Srv, Answer::NxDomain);
-    check("_ftp._tcp.web.ns.svc.cluster.local.", QType::Srv, Answer::NxDomain);
+    check(
+        "_dns._tcp.web.ns.svc.cluster.local.",
+        QType::Srv,
+        Answer::NxDomain,
+    );
+    check(
+        "_ftp._tcp.web.ns.svc.cluster.local.",
+        QType::Srv,
+        Answer::NxDomain,
+    );
     // SRV of the service name itself: every port, weight shared.
-    check(WEB, QType::Srv, ok(vec![srv(WEB, 50, 53, WEB), srv(WEB, 50, 80, WEB)]));
+    check(
+        WEB,
+        QType::Srv,
+        ok(vec![srv(WEB, 50, 53, WEB), srv(WEB, 50, 80, WEB)]),
+    );
 }
 
 #[test]
@@ -139,7 +167,11 @@ fn headless_services() {
     check(
         DB,
         QType::A,
-        ok(vec![a(DB, "10.0.0.1"), a(DB, "10.0.0.2"), a(DB, "10.0.0.3")]),
+        ok(vec![
+            a(DB, "10.0.0.1"),
+            a(DB, "10.0.0.2"),
+            a(DB, "10.0.0.3"),
+        ]),
     );
     let q = "_pg._tcp.db.ns.svc.cluster.local.";
     let t0 = "db-0.db.ns.svc.cluster.local.";
@@ -149,13 +181,21 @@ fn headless_services() {
         q,
         QType::Srv,
         Answer::Records {
-            answers: vec![srv(q, 33, 5432, t3), srv(q, 33, 5432, t0), srv(q, 33, 5432, t1)],
+            answers: vec![
+                srv(q, 33, 5432, t3),
+                srv(q, 33, 5432, t0),
+                srv(q, 33, 5432, t1),
+            ],
             additionals: vec![a(t3, "10.0.0.3"), a(t0, "10.0.0.1"), a(t1, "10.0.0.2")],
         },
     );
     // Hostname records; the unready db-2 is not named.
     check(t1, QType::A, ok(vec![a(t1, "10.0.0.2")]));
-    check("DB-0.db.ns.svc.cluster.local.", QType::A, ok(vec![a("DB-0.db.ns.svc.cluster.local.", "10.0.0.1")]));
+    check(
+        "DB-0.db.ns.svc.cluster.local.",
+        QType::A,
+        ok(vec![a("DB-0.db.ns.svc.cluster.local.", "10.0.0.1")]),
+    );
     check(t3, QType::A, ok(vec![a(t3, "10.0.0.3")]));
     check(t1, QType::Aaaa, ok(vec![]));
     check("db-2.db.ns.svc.cluster.local.", QType::A, Answer::NxDomain);
@@ -198,8 +238,16 @@ fn pod_names() {
     let q = "10-0-0-7.ns.pod.cluster.local.";
     check(q, QType::A, ok(vec![a(q, "10.0.0.7")]));
     check(q, QType::Aaaa, ok(vec![]));
-    check("fd00--7.ns.pod.cluster.local.", QType::Aaaa, ok(vec![a("fd00--7.ns.pod.cluster.local.", "fd00::7")]));
-    check("not-an-ip.ns.pod.cluster.local.", QType::A, Answer::NxDomain);
+    check(
+        "fd00--7.ns.pod.cluster.local.",
+        QType::Aaaa,
+        ok(vec![a("fd00--7.ns.pod.cluster.local.", "fd00::7")]),
+    );
+    check(
+        "not-an-ip.ns.pod.cluster.local.",
+        QType::A,
+        Answer::NxDomain,
+    );
 }
 
 #[test]
@@ -210,10 +258,17 @@ fn updates_report_changes_and_bump_the_serial() {
         _ => unreachable!(),
     };
     let before = serial(&ix);
-    let web = svc("ns", "web", json!({"clusterIP": "10.96.0.20", "ports": [
+    let web = svc(
+        "ns",
+        "web",
+        json!({"clusterIP": "10.96.0.20", "ports": [
         {"name": "http", "port": 80, "protocol": "TCP"},
-        {"name": "dns", "port": 53, "protocol": "UDP"}]}));
-    assert!(!ix.upsert_service(&web), "the same service again changes nothing");
+        {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+    );
+    assert!(
+        !ix.upsert_service(&web),
+        "the same service again changes nothing"
+    );
     assert_eq!(serial(&ix), before);
     let moved = svc("ns", "web", json!({"clusterIP": "10.96.0.30"}));
     assert!(ix.upsert_service(&moved));
