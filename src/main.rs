@@ -76,6 +76,13 @@ struct UpArgs {
     /// root, containerd, runc and the CNI plugins, and it creates the `drover0` bridge.
     #[arg(long)]
     no_agent: bool,
+    /// Serve cluster DNS (UDP and TCP) on this address, e.g. 10.96.0.10:53 or
+    /// 127.0.0.1:5353. Off when absent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_address: Option<std::net::SocketAddr>,
+    /// The cluster domain the DNS server is authoritative for.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     #[command(flatten)]
     node: agent::NodeArgs,
 }
@@ -210,6 +217,21 @@ async fn up(args: UpArgs) -> Result<()> {
         .await
         .context("creating the events stream")?;
 
+    let dns = match args.dns_address {
+        Some(listen) => Some(
+            drover_dns::Dns::start(
+                store.clone(),
+                drover_dns::DnsConfig {
+                    listen,
+                    zone: args.cluster_domain.clone(),
+                },
+            )
+            .await
+            .context("starting cluster DNS")?,
+        ),
+        None => None,
+    };
+
     let pki = drover_gateway::pki::Pki::load_or_create(
         &data_dir.join("pki"),
         &[args.api_address.to_string()],
@@ -286,6 +308,9 @@ async fn up(args: UpArgs) -> Result<()> {
     eprintln!("drover: stopping");
     if let Some(node) = node {
         node.stop().await;
+    }
+    if let Some(dns) = dns {
+        dns.stop().await;
     }
     scheduler.abort();
     controllers.stop().await;
