@@ -95,7 +95,10 @@ fn main() -> Result<ExitCode> {
     // The client verbs print results on stdout and kubectl-style errors on stderr; only
     // warnings of their own log there.
     let default_filter = match cli.command {
-        Command::Up(_) | Command::Sim(_) | Command::Agent(_) => "info,async_nats=warn",
+        Command::Up(_) | Command::Sim(_) | Command::Agent(_) => {
+            // hickory-server logs every DNS query at info.
+            "info,async_nats=warn,hickory_server=warn"
+        }
         Command::Client(_) | Command::Image(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
