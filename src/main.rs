@@ -79,6 +79,13 @@ struct UpArgs {
     /// CIDR Services' cluster IPs are allocated from (the kube-apiserver's flag).
     #[arg(long, default_value = drover_gateway::admission::DEFAULT_SERVICE_CIDR)]
     service_cluster_ip_range: String,
+    /// Serve cluster DNS (UDP and TCP) on this address, e.g. 10.96.0.10:53 or
+    /// 127.0.0.1:5353. Off when absent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_address: Option<std::net::SocketAddr>,
+    /// The cluster domain the DNS server is authoritative for.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     #[command(flatten)]
     node: agent::NodeArgs,
 }
@@ -91,7 +98,10 @@ fn main() -> Result<ExitCode> {
     // The client verbs print results on stdout and kubectl-style errors on stderr; only
     // warnings of their own log there.
     let default_filter = match cli.command {
-        Command::Up(_) | Command::Sim(_) | Command::Agent(_) => "info,async_nats=warn",
+        Command::Up(_) | Command::Sim(_) | Command::Agent(_) => {
+            // hickory-server logs every DNS query at info.
+            "info,async_nats=warn,hickory_server=warn"
+        }
         Command::Client(_) | Command::Image(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -213,6 +223,21 @@ async fn up(args: UpArgs) -> Result<()> {
         .await
         .context("creating the events stream")?;
 
+    let dns = match args.dns_address {
+        Some(listen) => Some(
+            drover_dns::Dns::start(
+                store.clone(),
+                drover_dns::DnsConfig {
+                    listen,
+                    zone: args.cluster_domain.clone(),
+                },
+            )
+            .await
+            .context("starting cluster DNS")?,
+        ),
+        None => None,
+    };
+
     let pki = drover_gateway::pki::Pki::load_or_create(
         &data_dir.join("pki"),
         &[args.api_address.to_string()],
@@ -290,6 +315,9 @@ async fn up(args: UpArgs) -> Result<()> {
     eprintln!("drover: stopping");
     if let Some(node) = node {
         node.stop().await;
+    }
+    if let Some(dns) = dns {
+        dns.stop().await;
     }
     scheduler.abort();
     controllers.stop().await;
