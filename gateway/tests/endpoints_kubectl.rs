@@ -9,41 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use drover_node::{FleetConfig, run_hollow_fleet};
-use drover_store::{Store, StoreError, WatchEvent, WatchOptions, object};
-use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const NODES: usize = 2;
-
-/// Test-only stand-in for the scheduler: binds every unbound pod to a hollow node.
-async fn bind(store: Store) {
-    let pods = bus_schema::kinds::by_group_resource("", "pods").unwrap();
-    let mut watch = store
-        .watch(pods, None, 0, WatchOptions::default())
-        .await
-        .unwrap();
-    let mut next = 0usize;
-    while let Some(Ok(event)) = watch.next().await {
-        let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else {
-            continue;
-        };
-        let unbound = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty();
-        if !unbound || object::is_terminating(&pod) {
-            continue;
-        }
-        let mut bound = pod.clone();
-        bound["spec"]["nodeName"] = json!(format!("hollow-{:04}", next % NODES));
-        next += 1;
-        match store.update(pods, bound).await {
-            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
-            Err(e) => panic!("bind: {e}"),
-        }
-    }
-}
 
 /// Polls kubectl until `cond` holds on its output; returns that output (a guard of 60 s
 /// fails the test; the loop ends as soon as the condition holds).
@@ -68,7 +36,7 @@ async fn kubectl_shows_endpointslices_and_endpoints() {
     let _fleet = run_hollow_fleet(c.store.clone(), NODES, FleetConfig::default())
         .await
         .unwrap();
-    let binder = tokio::spawn(bind(c.store.clone()));
+    let binder = tokio::spawn(common::bind_round_robin(c.store.clone(), NODES));
     tokio::task::block_in_place(|| scenario(&c));
     binder.abort();
 }

@@ -153,3 +153,39 @@ pub fn curl(
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Test-only stand-in for the scheduler (which `drover up` runs and this harness does
+/// not): binds every unbound, live pod to one of `nodes` hollow nodes
+/// (`hollow-0000`, ...) in turn.
+pub async fn bind_round_robin(store: Store, nodes: usize) {
+    use drover_store::{StoreError, WatchEvent, WatchOptions, object};
+    use futures::StreamExt;
+    use serde_json::{Value, json};
+
+    let pods = bus_schema::kinds::by_group_resource("", "pods").unwrap();
+    let mut watch = store
+        .watch(pods, None, 0, WatchOptions::default())
+        .await
+        .unwrap();
+    let mut next = 0usize;
+    while let Some(Ok(event)) = watch.next().await {
+        let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else {
+            continue;
+        };
+        let unbound = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty();
+        if !unbound || object::is_terminating(&pod) {
+            continue;
+        }
+        let mut bound = pod.clone();
+        bound["spec"]["nodeName"] = json!(format!("hollow-{:04}", next % nodes.max(1)));
+        next += 1;
+        match store.update(pods, bound).await {
+            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+            Err(e) => panic!("bind: {e}"),
+        }
+    }
+}
