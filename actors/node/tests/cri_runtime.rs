@@ -21,11 +21,31 @@ use drover_testkit::registry::TestRegistry;
 
 const REGISTRY: &str = "127.0.0.1:5000";
 
+/// Removes the sandbox's cgroup parent (`/drover-test/poduid-1`, in every hierarchy) once
+/// the test is over, also when it fails: runc creates the parents and leaves them.
+struct CgroupParentGuard;
+
+impl Drop for CgroupParentGuard {
+    fn drop(&mut self) {
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for h in hierarchies.flatten() {
+            let parent = h.path().join("drover-test");
+            // Empty cgroups only (rmdir refuses others); children first.
+            let _ = std::fs::remove_dir(parent.join("poduid-1"));
+            let _ = std::fs::remove_dir(&parent);
+        }
+    }
+}
+
 #[test]
 fn cri_runtime_end_to_end() {
     if !drover_testkit::netns::enter("cri_runtime_end_to_end") {
         return;
     }
+    // Dropped after everything in `scenario` (containerd included) has stopped.
+    let _cgroups = CgroupParentGuard;
     block_on(scenario());
 }
 
