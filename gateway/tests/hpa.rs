@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use drover_node::runtime::ContainerStats;
-use drover_node::{FleetConfig, run_hollow_fleet};
+use drover_node::{FleetConfig, HollowFleet, run_hollow_fleet};
 use serde_json::Value;
 
 const NS: &str = "default";
@@ -44,8 +44,9 @@ fn replicas_of(cluster: &Cluster, deploy: &str) -> (Option<i64>, String) {
     (out.trim().parse().ok(), out)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hpa_scales_a_deployment_up_and_down_on_synthetic_cpu() {
+/// The test cluster with the real scheduler and two hollow nodes reporting usage every
+/// 500 ms.
+async fn cluster_with_fleet() -> (Cluster, tokio::task::JoinHandle<()>, HollowFleet) {
     let cluster = Cluster::start().await;
     let scheduler = tokio::spawn(drover_scheduler::run(cluster.store.clone()));
     let fleet = run_hollow_fleet(
@@ -58,6 +59,12 @@ async fn hpa_scales_a_deployment_up_and_down_on_synthetic_cpu() {
     )
     .await
     .unwrap();
+    (cluster, scheduler, fleet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hpa_scales_a_deployment_up_and_down_on_synthetic_cpu() {
+    let (cluster, scheduler, fleet) = cluster_with_fleet().await;
     let high = ContainerStats {
         cpu_millis: 200,
         memory_bytes: 64 * 1024 * 1024,
@@ -208,18 +215,7 @@ async fn metrics_api_is_discoverable_and_reports_missing_pods_as_not_found() {
 /// patch) its own shape of the same object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubectl_autoscale_creates_a_v1_hpa_that_scales_and_reads_in_both_versions() {
-    let cluster = Cluster::start().await;
-    let scheduler = tokio::spawn(drover_scheduler::run(cluster.store.clone()));
-    let fleet = run_hollow_fleet(
-        cluster.store.clone(),
-        2,
-        FleetConfig {
-            metrics_interval: Duration::from_millis(500),
-            ..FleetConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (cluster, scheduler, fleet) = cluster_with_fleet().await;
     for rt in &fleet.runtimes {
         rt.set_usage(Some(ContainerStats {
             cpu_millis: 200,
