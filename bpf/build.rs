@@ -8,6 +8,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = "c/lb.bpf.c";
     println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-changed=c/nodeport.bpf.h");
     let obj = out.join("lb.bpf.o");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     println!("cargo:rerun-if-env-changed=CLANG");

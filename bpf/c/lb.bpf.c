@@ -4,6 +4,12 @@
 // (unconnected UDP), and show the VIP back to the application on recvmsg/getpeername.
 // Translating at the socket means no per-packet NAT and no conntrack.
 //
+// NodePort: a services entry with VIP 0.0.0.0 is a nodePort, reached at any address in
+// `node_ips` (and 127.0.0.0/8 from the host's own network namespace). Sockets on the
+// node (and in pods) are translated here like a VIP; packets from outside the node are
+// translated by the TC programs in nodeport.bpf.h, included at the end of this file so
+// both share the maps and pick().
+//
 // Byte order: addresses and ports are stored in network byte order, exactly as the
 // kernel hands them in struct bpf_sock_addr, so the programs copy them without swaps.
 #include <linux/bpf.h>
@@ -123,17 +129,29 @@ struct {
 // What the pinned maps were made by: [0] a hash of the object that loaded the programs,
 // [1] the map layout version (MAPS_LAYOUT in lib.rs; bump both when a map's key, value
 // or type changes). The loader swaps programs in place when only [0] differs.
+// [2] the network namespace cookie of the host (the loader's), where 127.0.0.1:nodePort
+// reaches a NodePort as under kube-proxy; in a pod, localhost stays the pod's own.
+#define META_HOST_NETNS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");
 
-// Picks a backend for the service; returns 0 when there is none.
-static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_val *svc,
-				struct backend *out)
+// The node's own IPv4 addresses: a nodePort is reached at any of them.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} node_ips SEC(".maps");
+
+// Picks a backend for the service; returns 0 when there is none. `client` keys ClientIP
+// affinity: a network namespace cookie at the socket, the source address at TC.
+static __always_inline int pick(__u64 client, const struct svc_val *svc, struct backend *out)
 {
 	struct aff_key ak = {};
 	struct slot_key sk = {};
@@ -141,7 +159,7 @@ static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_val 
 	__u64 now = 0;
 
 	if (svc->affinity_secs) {
-		ak.client = bpf_get_netns_cookie(ctx);
+		ak.client = client;
 		ak.id = svc->id;
 		now = bpf_ktime_get_ns();
 		struct aff_val *av = bpf_map_lookup_elem(&affinity, &ak);
@@ -171,6 +189,21 @@ static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_val 
 	return 1;
 }
 
+// Whether `ip` is this node to the socket: one of its addresses, or (from the host's
+// network namespace only) 0.0.0.0 or 127.0.0.0/8.
+static __always_inline int node_addr(struct bpf_sock_addr *ctx, __u32 ip)
+{
+	__u32 k = META_HOST_NETNS;
+	__u64 *host;
+
+	if (bpf_map_lookup_elem(&node_ips, &ip))
+		return 1;
+	if (ip != 0 && (ip & bpf_htonl(0xff000000)) != bpf_htonl(0x7f000000))
+		return 0;
+	host = bpf_map_lookup_elem(&meta, &k);
+	return host && *host && *host == bpf_get_netns_cookie(ctx);
+}
+
 // Translates a destination: returns -1 when it is no service (leave it), 0 when the
 // service has no backend (the call fails with ECONNREFUSED at once, as a service without
 // endpoints does under kube-proxy, never a hang), 1 with the backend in *out.
@@ -182,16 +215,22 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 ip, __u32 
 		.port = (__u16)port,
 		.proto = (__u8)ctx->protocol,
 	};
-	struct svc_val *svc = bpf_map_lookup_elem(&services, &key);
+	struct svc_val *svc = 0;
 
+	if (ip != 0)
+		svc = bpf_map_lookup_elem(&services, &key);
+	if (!svc && node_addr(ctx, ip)) {
+		key.vip = 0;
+		svc = bpf_map_lookup_elem(&services, &key);
+	}
 	if (!svc)
 		return -1;
-	if (!pick(ctx, svc, out)) {
+	if (!pick(bpf_get_netns_cookie(ctx), svc, out)) {
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
 	struct rev_key rk = { .cookie = bpf_get_socket_cookie(ctx), .ip = out->ip, .port = out->port };
-	struct rev_val rv = { .vip = key.vip, .port = key.port };
+	struct rev_val rv = { .vip = ip, .port = key.port };
 	bpf_map_update_elem(&rev_nat, &rk, &rv, BPF_ANY);
 	return 1;
 }
@@ -319,5 +358,7 @@ int drover_getpeername6(struct bpf_sock_addr *ctx)
 	restore6(ctx);
 	return 1;
 }
+
+#include "nodeport.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

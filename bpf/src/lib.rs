@@ -11,6 +11,14 @@
 //!
 //! [`Loader::upsert_service`] and [`Loader::remove_service`] change one service with a
 //! few map updates, independent of how many services exist.
+//!
+//! NodePort: a service keyed by [`ServiceKey::node_port`] (VIP 0.0.0.0) is reached at any
+//! address [`Loader::set_node_ips`] named. Sockets on the node and in pods are translated
+//! by the same cgroup programs (127.0.0.1:nodePort too, from the host's network namespace
+//! only); packets from outside are translated by a tcx program pair that
+//! [`Loader::attach_nodeport`] attaches to the external interfaces: ingress rewrites the
+//! destination to a backend and remembers the flow, egress rewrites the replies' source
+//! back. Those links are pinned under the same directory, so they too survive a restart.
 
 mod slots;
 mod sys;
@@ -24,7 +32,7 @@ use std::time::Duration;
 
 use aya::EbpfLoader;
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
-use aya::programs::{CgroupSockAddr, ProgramError};
+use aya::programs::{CgroupSockAddr, ProgramError, SchedClassifier};
 
 pub use slots::{MAX_SLOTS, layout};
 
@@ -47,10 +55,20 @@ const PROGRAMS: [(&str, u32); 8] = [
     ("drover_getpeername6", sys::CGROUP_INET6_GETPEERNAME),
 ];
 
-/// The maps, by their names in the object (and under `<pin_dir>/maps`).
-const MAPS: [&str; 6] = [
-    "services", "slots", "members", "affinity", "rev_nat", "meta",
+/// The NodePort tcx programs: name in the object (and pin name), attach type, prefix of
+/// their links' pins (`<prefix>_<ifindex>` under `<pin_dir>/links`).
+const TC_PROGRAMS: [(&str, u32, &str); 2] = [
+    ("drover_nodeport_ingress", sys::TCX_INGRESS, "nodeport_in"),
+    ("drover_nodeport_egress", sys::TCX_EGRESS, "nodeport_out"),
 ];
+
+/// The maps, by their names in the object (and under `<pin_dir>/maps`).
+const MAPS: [&str; 9] = [
+    "services", "slots", "members", "affinity", "rev_nat", "meta", "node_ips", "np_fwd", "np_rev",
+];
+
+/// Index in `meta` of the host's network namespace cookie.
+const META_HOST_NETNS: u32 = 2;
 
 /// Errors of loading, attaching and updating the BPF programs and maps.
 #[derive(Debug, thiserror::Error)]
@@ -133,15 +151,32 @@ impl Protocol {
     }
 }
 
-/// One service port as clients address it: the VIP (ClusterIP), port and protocol.
+/// One service port as clients address it: the VIP (ClusterIP), port and protocol; a
+/// VIP of 0.0.0.0 is a nodePort ([`ServiceKey::node_port`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    /// The virtual IP.
+    /// The virtual IP (0.0.0.0: a nodePort, at every node address).
     pub vip: Ipv4Addr,
     /// The service port.
     pub port: u16,
     /// TCP or UDP.
     pub proto: Protocol,
+}
+
+impl ServiceKey {
+    /// The key of a nodePort: reached at every address of the node.
+    pub fn node_port(port: u16, proto: Protocol) -> ServiceKey {
+        ServiceKey {
+            vip: Ipv4Addr::UNSPECIFIED,
+            port,
+            proto,
+        }
+    }
+
+    /// Whether this key is a nodePort.
+    pub fn is_node_port(&self) -> bool {
+        self.vip.is_unspecified()
+    }
 }
 
 /// One ready endpoint and its relative weight (0: gets no new connections).
@@ -251,7 +286,7 @@ pub enum Loaded {
 
 /// The map layout version, also in `meta` of `c/lb.bpf.c`: bump it with any change to a
 /// map's type, key or value, so a newer drover loads afresh instead of misreading maps.
-const MAPS_LAYOUT: u64 = 1;
+const MAPS_LAYOUT: u64 = 2;
 
 /// FNV-1a of the embedded object: tells one build of the programs from another.
 fn object_hash() -> u64 {
@@ -272,6 +307,7 @@ fn read_meta(pin_dir: &Path) -> Result<Option<(u64, u64)>, BpfError> {
 /// The loaded, attached load balancer and its maps.
 pub struct Loader {
     services: HashMap<MapData, [u8; 8], [u8; 16]>,
+    node_ips: HashMap<MapData, [u8; 4], u32>,
     slots: HashMap<MapData, [u8; 8], [u8; 8]>,
     members: HashMap<MapData, [u8; 16], u32>,
     /// Service ids in use, rebuilt from the services map on a re-open.
@@ -307,6 +343,9 @@ impl Loader {
         let complete = PROGRAMS
             .iter()
             .all(|(name, _)| link_pin(pin_dir, name).exists())
+            && TC_PROGRAMS
+                .iter()
+                .all(|(name, _, _)| pin_dir.join("programs").join(name).exists())
             && MAPS.iter().all(|m| map_pin(pin_dir, m).exists());
         let meta = if complete { read_meta(pin_dir)? } else { None };
         let how = match meta {
@@ -333,10 +372,24 @@ impl Loader {
             }
             tracing::info!(pin_dir = %pin_dir.display(), cgroup = %cgroup.display(), ?how, "bpf service load balancer attached");
         }
-        Self::reopen(pin_dir).map(|mut l| {
-            l.how = how;
-            l
-        })
+        let mut l = Self::reopen(pin_dir)?;
+        l.how = how;
+        l.set_host_netns()?;
+        Ok(l)
+    }
+
+    /// Records the caller's network namespace as the host's (where 127.0.0.1:nodePort
+    /// reaches a nodePort); written only when it differs.
+    fn set_host_netns(&mut self) -> Result<(), BpfError> {
+        let cookie = sys::netns_cookie().map_err(io("reading the network namespace cookie"))?;
+        let md = MapData::from_pin(map_pin(&self.pin_dir, "meta")).map_err(map_err("meta"))?;
+        let mut meta: Array<MapData, u64> =
+            Array::try_from(Map::Array(md)).map_err(map_err("meta"))?;
+        if meta.get(&META_HOST_NETNS, 0).map_err(map_err("meta"))? != cookie {
+            let r = meta.set(META_HOST_NETNS, cookie, 0);
+            self.wrote(r, "meta")?;
+        }
+        Ok(())
     }
 
     /// Loads the object (re-using pinned maps of the same name), pins its programs and
@@ -360,11 +413,7 @@ impl Loader {
                 .map_err(perr)?;
             prog.load().map_err(perr)?;
             let prog_pin = pin_dir.join("programs").join(name);
-            match std::fs::remove_file(&prog_pin) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(format!("removing {}", prog_pin.display()))(e)),
-            }
+            remove_pin(&prog_pin)?;
             prog.pin(&prog_pin)
                 .map_err(|source| BpfError::Pin { name, source })?;
             let fd = prog.fd().map_err(perr)?;
@@ -377,6 +426,30 @@ impl Loader {
                 let link = sys::link_create(fd.as_fd(), cg.as_fd(), attach_type)
                     .map_err(io(format!("attaching {name} to {}", cgroup.display())))?;
                 sys::pin(link.as_fd(), &lp).map_err(io(format!("pinning the link of {name}")))?;
+            }
+        }
+        for (name, _, prefix) in TC_PROGRAMS {
+            let perr = |source| BpfError::Program { name, source };
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(BpfError::Missing(name))?
+                .try_into()
+                .map_err(perr)?;
+            prog.load().map_err(perr)?;
+            let prog_pin = pin_dir.join("programs").join(name);
+            remove_pin(&prog_pin)?;
+            prog.pin(&prog_pin)
+                .map_err(|source| BpfError::Pin { name, source })?;
+            let fd = prog.fd().map_err(perr)?;
+            // Interfaces already translating keep doing so, with the new program.
+            for lp in tc_link_pins(pin_dir, prefix)? {
+                let swapped =
+                    sys::obj_get(&lp).and_then(|link| sys::link_update(link.as_fd(), fd.as_fd()));
+                if let Err(error) = swapped {
+                    // Its interface is gone (the link is defunct): drop the pin.
+                    tracing::warn!(link = %lp.display(), %error, "removing a nodeport link that cannot be updated");
+                    remove_pin(&lp)?;
+                }
             }
         }
         let mut meta: Array<&mut MapData, u64> = ebpf
@@ -397,6 +470,8 @@ impl Loader {
         let slots = HashMap::try_from(Map::HashMap(open("slots")?)).map_err(map_err("slots"))?;
         let members =
             HashMap::try_from(Map::HashMap(open("members")?)).map_err(map_err("members"))?;
+        let node_ips =
+            HashMap::try_from(Map::HashMap(open("node_ips")?)).map_err(map_err("node_ips"))?;
         let mut ids = StdHashMap::new();
         let mut used = BTreeSet::new();
         for entry in services.iter() {
@@ -411,6 +486,7 @@ impl Loader {
         let free_ids = (0..next_id).filter(|i| !used.contains(i)).collect();
         Ok(Loader {
             services,
+            node_ips,
             slots,
             members,
             ids,
@@ -567,6 +643,78 @@ impl Loader {
         Ok(id)
     }
 
+    /// The addresses at which nodePorts are reached, as the map holds them.
+    pub fn node_ips(&self) -> Result<BTreeSet<Ipv4Addr>, BpfError> {
+        self.node_ips
+            .keys()
+            .map(|k| k.map(Ipv4Addr::from).map_err(map_err("node_ips")))
+            .collect()
+    }
+
+    /// Makes `ips` the node's addresses, at which nodePorts are reached (from outside
+    /// through the tcx programs, from sockets through the cgroup ones); writes only the
+    /// addresses that come or go.
+    pub fn set_node_ips(&mut self, ips: &BTreeSet<Ipv4Addr>) -> Result<(), BpfError> {
+        let old = self.node_ips()?;
+        for ip in ips.difference(&old) {
+            let r = self.node_ips.insert(ip.octets(), 1, 0);
+            self.wrote(r, "node_ips")?;
+        }
+        for ip in old.difference(ips) {
+            let r = self.node_ips.remove(&ip.octets());
+            self.wrote(r, "node_ips")?;
+        }
+        Ok(())
+    }
+
+    /// Makes the NodePort programs run on exactly the interfaces `ifaces` (names in the
+    /// caller's network namespace): attaches the ingress and egress program through
+    /// pinned tcx links where they are missing, and detaches them from interfaces no
+    /// longer named. Links already attached are kept (an agent restart never interrupts
+    /// NodePort traffic). Fails on an unknown interface, having attached none of the
+    /// new ones after it.
+    pub fn attach_nodeport(&mut self, ifaces: &[String]) -> Result<(), BpfError> {
+        let mut wanted = BTreeSet::new();
+        for name in ifaces {
+            let index = sys::ifindex(name).map_err(io(format!("interface {name}")))?;
+            wanted.insert(index);
+        }
+        for (name, attach_type, prefix) in TC_PROGRAMS {
+            let prog_pin = self.pin_dir.join("programs").join(name);
+            let prog =
+                sys::obj_get(&prog_pin).map_err(io(format!("opening {}", prog_pin.display())))?;
+            for index in &wanted {
+                let lp = tc_link_pin(&self.pin_dir, prefix, *index);
+                if lp.exists() {
+                    continue;
+                }
+                let link = sys::link_create_tcx(prog.as_fd(), *index, attach_type)
+                    .map_err(io(format!("attaching {name} to interface {index}")))?;
+                sys::pin(link.as_fd(), &lp).map_err(io(format!("pinning the link of {name}")))?;
+            }
+            for lp in tc_link_pins(&self.pin_dir, prefix)? {
+                let index = lp
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.rsplit('_').next())
+                    .and_then(|i| i.parse::<u32>().ok());
+                if index.is_none_or(|i| !wanted.contains(&i)) {
+                    detach_and_unpin(&lp)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The interface indexes the NodePort programs are attached to (by their pins).
+    pub fn nodeport_interfaces(&self) -> Result<BTreeSet<u32>, BpfError> {
+        let prefix = TC_PROGRAMS[0].2;
+        Ok(tc_link_pins(&self.pin_dir, prefix)?
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str()?.rsplit('_').next()?.parse().ok())
+            .collect())
+    }
+
     /// Detaches the programs and drops every map by removing the pin directory.
     pub fn unload(self) -> Result<(), BpfError> {
         let dir = self.pin_dir.clone();
@@ -579,16 +727,22 @@ impl Loader {
 /// nothing else holds them), then the directories if that left them empty, so pins of
 /// other programs sharing the directory survive. Missing pins are fine.
 pub fn unpin(pin_dir: &Path) -> Result<(), BpfError> {
+    for (_, _, prefix) in TC_PROGRAMS {
+        for link in tc_link_pins(pin_dir, prefix)? {
+            detach_and_unpin(&link)?;
+        }
+    }
     let files = PROGRAMS
         .iter()
         .flat_map(|(name, _)| [link_pin(pin_dir, name), pin_dir.join("programs").join(name)])
+        .chain(
+            TC_PROGRAMS
+                .iter()
+                .map(|(name, _, _)| pin_dir.join("programs").join(name)),
+        )
         .chain(MAPS.iter().map(|m| map_pin(pin_dir, m)));
     for f in files {
-        match std::fs::remove_file(&f) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(format!("removing {}", f.display()))(e)),
-        }
+        remove_pin(&f)?;
     }
     for d in ["links", "programs", "maps"]
         .map(|s| pin_dir.join(s))
@@ -607,6 +761,53 @@ fn map_pin(pin_dir: &Path, name: &str) -> PathBuf {
 
 fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join("links").join(name)
+}
+
+fn tc_link_pin(pin_dir: &Path, prefix: &str, ifindex: u32) -> PathBuf {
+    pin_dir.join("links").join(format!("{prefix}_{ifindex}"))
+}
+
+/// The pinned tcx links whose names start with `prefix_`.
+fn tc_link_pins(pin_dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, BpfError> {
+    let dir = pin_dir.join("links");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(format!("reading {}", dir.display()))(e)),
+    };
+    let start = format!("{prefix}_");
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(io(format!("reading {}", dir.display())))?;
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&start))
+        {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Detaches the link pinned at `path` at once and removes the pin. A link that is
+/// already defunct (its interface gone) only loses its pin.
+fn detach_and_unpin(path: &Path) -> Result<(), BpfError> {
+    if let Ok(link) = sys::obj_get(path) {
+        if let Err(error) = sys::link_detach(link.as_fd()) {
+            tracing::debug!(link = %path.display(), %error, "detaching a link failed; unpinning it");
+        }
+    }
+    remove_pin(path)
+}
+
+/// Removes a pin; a missing one is fine.
+fn remove_pin(path: &Path) -> Result<(), BpfError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(format!("removing {}", path.display()))(e)),
+    }
 }
 
 #[cfg(test)]

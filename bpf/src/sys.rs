@@ -1,7 +1,8 @@
 //! The bpf(2) commands aya 0.13 does not offer for cgroup programs: creating a bpf_link
 //! whose fd we own (aya keeps cgroup link fds private) and pinning it, so the programs
 //! stay attached across an agent restart, and re-opening such a link to swap in the
-//! programs of a newer drover.
+//! programs of a newer drover. The same for the tcx links of the NodePort programs, plus
+//! the two lookups they need (an interface's index, the network namespace cookie).
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -14,6 +15,7 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// Attach types from `<linux/bpf.h>` (enum bpf_attach_type).
 pub(crate) const CGROUP_INET4_CONNECT: u32 = 10;
@@ -24,6 +26,11 @@ pub(crate) const CGROUP_INET6_CONNECT: u32 = 11;
 pub(crate) const CGROUP_UDP6_SENDMSG: u32 = 15;
 pub(crate) const CGROUP_UDP6_RECVMSG: u32 = 20;
 pub(crate) const CGROUP_INET6_GETPEERNAME: u32 = 30;
+pub(crate) const TCX_INGRESS: u32 = 46;
+pub(crate) const TCX_EGRESS: u32 = 47;
+
+/// `SO_NETNS_COOKIE` (Linux 5.14) from `<asm-generic/socket.h>`.
+const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// `union bpf_attr`, as zeroed 128 bytes; the kernel reads only the fields of the
 /// command and requires the rest to be zero.
@@ -55,9 +62,24 @@ pub(crate) fn link_create(
     cgroup: BorrowedFd<'_>,
     attach_type: u32,
 ) -> io::Result<OwnedFd> {
+    link_create_target(prog, cgroup.as_raw_fd() as u32, attach_type)
+}
+
+/// Attaches `prog` to the interface `ifindex` with a new tcx link (appended after the
+/// programs already there) and returns the link's fd.
+pub(crate) fn link_create_tcx(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    attach_type: u32,
+) -> io::Result<OwnedFd> {
+    link_create_target(prog, ifindex, attach_type)
+}
+
+/// BPF_LINK_CREATE: `target` is a cgroup fd or an interface index (the same field).
+fn link_create_target(prog: BorrowedFd<'_>, target: u32, attach_type: u32) -> io::Result<OwnedFd> {
     let mut attr = Attr([0; 32]);
     attr.0[0] = prog.as_raw_fd() as u32;
-    attr.0[1] = cgroup.as_raw_fd() as u32;
+    attr.0[1] = target;
     attr.0[2] = attach_type;
     let fd = bpf(BPF_LINK_CREATE, &attr)?;
     // SAFETY: on success BPF_LINK_CREATE returns a new fd that nothing else owns.
@@ -70,6 +92,14 @@ pub(crate) fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Res
     attr.0[0] = link.as_raw_fd() as u32;
     attr.0[1] = prog.as_raw_fd() as u32;
     bpf(BPF_LINK_UPDATE, &attr).map(|_| ())
+}
+
+/// Detaches `link` now. Removing a link's last pin detaches it too, but only once the
+/// bpffs inode is freed after an RCU grace period; this makes the detach synchronous.
+pub(crate) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = Attr([0; 32]);
+    attr.0[0] = link.as_raw_fd() as u32;
+    bpf(BPF_LINK_DETACH, &attr).map(|_| ())
 }
 
 /// Opens the BPF object pinned at `path` (here: a link).
@@ -98,4 +128,45 @@ pub(crate) fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     set_ptr(&mut attr, c.as_ptr() as u64);
     attr.0[2] = fd.as_raw_fd() as u32;
     bpf(BPF_OBJ_PIN, &attr).map(|_| ())
+}
+
+/// The index of the interface `name` in the caller's network namespace.
+pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: c is a NUL-terminated string that lives across the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(i)
+    }
+}
+
+/// The cookie of the caller's network namespace (what `bpf_get_netns_cookie` returns
+/// for its sockets), read through a throwaway socket.
+pub(crate) fn netns_cookie() -> io::Result<u64> {
+    // SAFETY: socket(2) with constant arguments; on success the fd is new and owned here.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid for writes of the sizes passed.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(cookie)
+    }
 }

@@ -24,6 +24,12 @@ fn service_keys_are_network_order_as_the_kernel_hands_them() {
         },
         [10, 96, 1, 2, 0x14, 0xe9, 17, 0],
     );
+    // A nodePort: VIP 0.0.0.0, the key the C programs build for node addresses.
+    check(
+        ServiceKey::node_port(30080, Protocol::Tcp),
+        [0, 0, 0, 0, 0x75, 0x80, 6, 0],
+    );
+    assert!(ServiceKey::node_port(30080, Protocol::Udp).is_node_port());
     // A protocol the programs never write is no service key.
     assert_eq!(decode_svc_key(&[10, 96, 0, 1, 0, 80, 132, 0]), None);
 }

@@ -1,0 +1,376 @@
+//! NodePort with real BPF. Each test runs in a fresh network namespace
+//! (`drover_testkit::netns::enter`), which plays the node. For traffic from outside, two
+//! more namespaces hang off it by veth pairs: a client at 192.168.77.2 reaching the
+//! node's external interface `np-ext` (192.168.77.1), and a "pod" namespace behind
+//! `np-pod` holding the backends at 10.244.1.2 and 10.244.1.3, routed through the node
+//! (which forwards). The tcx programs run on `np-ext` only; the cgroup programs are
+//! attached to a cgroup nobody is in, so only TC translates. For traffic from the node,
+//! the test process joins the cgroup. Needs root.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover_bpf::{Backend, Loaded, Loader, Protocol, Service, ServiceKey};
+use drover_testkit::netns;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 3);
+const NODE_PORT: u16 = 30080;
+
+fn cgroup_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+        .expect("a cgroup2 mount (the BPF tests attach to a cgroup v2)")
+}
+
+/// The test's cgroup, pin directory and extra network namespaces; dropping it detaches
+/// and unpins everything (tcx links included), deletes the namespaces (their veths go
+/// with them), moves the process back to its old cgroup and removes the new one, also
+/// on failure.
+struct Fixture {
+    pin_dir: PathBuf,
+    cgroup: PathBuf,
+    old_cgroup: Option<PathBuf>,
+    namespaces: Vec<String>,
+}
+
+impl Fixture {
+    /// `join`: whether the test process joins the cgroup (its sockets get translated).
+    fn new(name: &str, join: bool) -> Fixture {
+        let unique = format!("drover-np-test-{}-{name}", std::process::id());
+        let pin_dir = PathBuf::from("/sys/fs/bpf").join(&unique);
+        let cgroup = cgroup_root().join(&unique);
+        std::fs::create_dir(&cgroup).unwrap();
+        let mut f = Fixture {
+            pin_dir,
+            cgroup,
+            old_cgroup: None,
+            namespaces: Vec::new(),
+        };
+        if join {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+            let rel = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("a cgroup v2 line in /proc/self/cgroup");
+            f.old_cgroup = Some(cgroup_root().join(rel.trim_start_matches('/')));
+            join_cgroup(&f.cgroup);
+        }
+        f
+    }
+
+    fn load(&self) -> Loader {
+        Loader::load(&self.pin_dir, &self.cgroup).unwrap()
+    }
+
+    /// Adds a named network namespace (deleted on drop) with loopback up.
+    fn netns(&mut self, tag: &str) -> String {
+        let name = format!("drover-np-{}-{tag}", std::process::id());
+        netns::run("ip", &["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        netns::run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// The client and pod namespaces and their veths; returns (client, pod) names.
+    fn outside(&mut self) -> (String, String) {
+        let client = self.netns("client");
+        let pod = self.netns("pod");
+        let sh = |args: &str| netns::run("ip", &args.split(' ').collect::<Vec<_>>());
+        sh("link add np-ext type veth peer name np-ext-c");
+        sh(&format!("link set np-ext-c netns {client}"));
+        sh("addr add 192.168.77.1/24 dev np-ext");
+        sh("link set np-ext up");
+        sh(&format!(
+            "-n {client} addr add 192.168.77.2/24 dev np-ext-c"
+        ));
+        sh(&format!("-n {client} link set np-ext-c up"));
+        sh("link add np-pod type veth peer name np-pod-p");
+        sh(&format!("link set np-pod-p netns {pod}"));
+        sh("addr add 10.244.1.1/24 dev np-pod");
+        sh("link set np-pod up");
+        sh(&format!("-n {pod} addr add 10.244.1.2/24 dev np-pod-p"));
+        sh(&format!("-n {pod} addr add 10.244.1.3/24 dev np-pod-p"));
+        sh(&format!("-n {pod} link set np-pod-p up"));
+        sh(&format!("-n {pod} route add default via 10.244.1.1"));
+        // The node forwards between the client side and the pods (this namespace only).
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
+        (client, pod)
+    }
+}
+
+fn join_cgroup(cgroup: &std::path::Path) {
+    std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).unwrap();
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = drover_bpf::unpin(&self.pin_dir);
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+        if let Some(old) = &self.old_cgroup {
+            join_cgroup(old);
+        }
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}
+
+/// Runs `f` on a thread inside the named network namespace (setns moves that thread
+/// only) and returns its result.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A TCP server at `addr` (in namespace `ns`, or here) that greets each connection with
+/// its one-byte id and the client address it sees, then echoes what it reads.
+fn tcp_backend(ns: Option<&str>, addr: SocketAddrV4, id: u8) {
+    let bind = move || TcpListener::bind(addr).unwrap();
+    let l = match ns {
+        Some(ns) => in_netns(ns, bind),
+        None => bind(),
+    };
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let IpAddr::V4(peer) = s.peer_addr().unwrap().ip() else {
+                    return;
+                };
+                let mut hello = vec![id];
+                hello.extend_from_slice(&peer.octets());
+                if s.write_all(&hello).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A UDP server at `addr` (in namespace `ns`, or here) that echoes each datagram with
+/// its id appended.
+fn udp_backend(ns: Option<&str>, addr: SocketAddrV4, id: u8) {
+    let bind = move || UdpSocket::bind(addr).unwrap();
+    let s = match ns {
+        Some(ns) => in_netns(ns, bind),
+        None => bind(),
+    };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            buf[n] = id;
+            let _ = s.send_to(&buf[..=n], from);
+        }
+    });
+}
+
+fn service(backends: &[SocketAddrV4]) -> Service {
+    Service {
+        backends: backends
+            .iter()
+            .map(|addr| Backend {
+                addr: *addr,
+                weight: 1,
+            })
+            .collect(),
+        affinity: None,
+    }
+}
+
+fn node_port() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(NODE_IP, NODE_PORT))
+}
+
+/// From the current namespace: connects to `to`, returns the greeting (backend id, the
+/// client address the backend saw) and the open stream.
+fn hello(to: SocketAddr) -> std::io::Result<(u8, Ipv4Addr, TcpStream)> {
+    let mut s = TcpStream::connect_timeout(&to, TIMEOUT)?;
+    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b)?;
+    Ok((b[0], Ipv4Addr::new(b[1], b[2], b[3], b[4]), s))
+}
+
+/// Sends `rounds` messages over one connection, each echoed back whole.
+fn echo_rounds(s: &mut TcpStream, rounds: usize) {
+    for i in 0..rounds {
+        let msg = format!("message {i}");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}
+
+#[test]
+fn nodeport_from_outside_reaches_pods_and_replies_from_the_node() {
+    if !netns::enter("nodeport_from_outside_reaches_pods_and_replies_from_the_node") {
+        return;
+    }
+    let mut f = Fixture::new("outside", false);
+    let (client, pod) = f.outside();
+    let (a, b) = (
+        SocketAddrV4::new(POD_A, 8080),
+        SocketAddrV4::new(POD_B, 8080),
+    );
+    tcp_backend(Some(&pod), a, 0);
+    tcp_backend(Some(&pod), b, 1);
+    udp_backend(Some(&pod), SocketAddrV4::new(POD_A, 5353), 7);
+    udp_backend(Some(&pod), SocketAddrV4::new(POD_B, 5353), 8);
+    let mut lb = f.load();
+    lb.set_node_ips(&BTreeSet::from([NODE_IP])).unwrap();
+    lb.attach_nodeport(&["np-ext".to_string()]).unwrap();
+    let tcp = ServiceKey::node_port(NODE_PORT, Protocol::Tcp);
+    let udp = ServiceKey::node_port(NODE_PORT, Protocol::Udp);
+    lb.upsert_service(tcp, &service(&[a, b])).unwrap();
+    lb.upsert_service(
+        udp,
+        &service(&[
+            SocketAddrV4::new(POD_A, 5353),
+            SocketAddrV4::new(POD_B, 5353),
+        ]),
+    )
+    .unwrap();
+
+    // TCP: the handshake completes only if the SYN-ACK comes from node:nodePort; the
+    // backends see the client's own address (no SNAT); connections spread over both;
+    // every packet of one connection reaches the same backend (many round trips).
+    let seen = in_netns(&client, || {
+        let mut seen = [0u32; 2];
+        for _ in 0..48 {
+            let (id, saw, mut s) = hello(node_port()).unwrap();
+            assert_eq!(saw, CLIENT_IP, "the backend sees the client's address");
+            echo_rounds(&mut s, 3);
+            seen[id as usize] += 1;
+        }
+        seen
+    });
+    assert!(seen[0] > 0 && seen[1] > 0, "both backends answer: {seen:?}");
+
+    // UDP: the reply comes from node:nodePort; one client socket stays on one backend.
+    in_netns(&client, || {
+        let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+        c.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let mut ids = BTreeSet::new();
+        for i in 0..20u8 {
+            c.send_to(&[i], node_port()).unwrap();
+            let mut buf = [0u8; 8];
+            let (n, from) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(from, node_port(), "the reply comes from the node port");
+            assert_eq!(n, 2);
+            assert_eq!(buf[0], i);
+            ids.insert(buf[1]);
+        }
+        assert_eq!(ids.len(), 1, "one UDP flow, one backend: {ids:?}");
+    });
+
+    // An agent restart: no loader for a while, then the pins re-opened; an open
+    // connection keeps working throughout and attaching again changes nothing.
+    let mut open = in_netns(&client, || hello(node_port()).unwrap().2);
+    drop(lb);
+    let mut lb = f.load();
+    assert_eq!(lb.loaded(), Loaded::Reopened);
+    lb.attach_nodeport(&["np-ext".to_string()]).unwrap();
+    assert_eq!(lb.nodeport_interfaces().unwrap().len(), 1);
+    open = in_netns(&client, move || {
+        echo_rounds(&mut open, 3);
+        open
+    });
+    drop(open);
+
+    // The service goes: packets are no longer translated (the node itself refuses).
+    lb.remove_service(&tcp).unwrap();
+    let e = in_netns(&client, || hello(node_port()).unwrap_err());
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+
+    // Back, then the interface is no longer named: detached, refused again.
+    lb.upsert_service(tcp, &service(&[a])).unwrap();
+    assert_eq!(in_netns(&client, || hello(node_port()).unwrap().0), 0);
+    lb.attach_nodeport(&[]).unwrap();
+    assert!(lb.nodeport_interfaces().unwrap().is_empty());
+    let e = in_netns(&client, || hello(node_port()).unwrap_err());
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+
+    // Unknown interfaces are an error naming them.
+    let e = lb.attach_nodeport(&["np-nosuch".to_string()]).unwrap_err();
+    assert!(e.to_string().contains("np-nosuch"), "{e}");
+    lb.unload().unwrap();
+    assert!(!f.pin_dir.exists());
+}
+
+#[test]
+fn nodeport_from_the_node_and_localhost_but_not_a_pods_localhost() {
+    if !netns::enter("nodeport_from_the_node_and_localhost_but_not_a_pods_localhost") {
+        return;
+    }
+    let mut f = Fixture::new("local", true);
+    let pod = f.netns("pod");
+    netns::run("ip", &["addr", "add", "192.168.78.1/32", "dev", "lo"]);
+    let node_ip = Ipv4Addr::new(192, 168, 78, 1);
+    let be = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090);
+    tcp_backend(None, be, 4);
+    udp_backend(None, be, 5);
+    let mut lb = f.load();
+    lb.set_node_ips(&BTreeSet::from([node_ip])).unwrap();
+    assert_eq!(lb.node_ips().unwrap(), BTreeSet::from([node_ip]));
+    let tcp = ServiceKey::node_port(NODE_PORT, Protocol::Tcp);
+    lb.upsert_service(tcp, &service(&[be])).unwrap();
+    lb.upsert_service(
+        ServiceKey::node_port(NODE_PORT, Protocol::Udp),
+        &service(&[be]),
+    )
+    .unwrap();
+
+    // The node's address: translated; getpeername shows what was dialled.
+    let at_node = SocketAddr::V4(SocketAddrV4::new(node_ip, NODE_PORT));
+    let (id, _, s) = hello(at_node).unwrap();
+    assert_eq!(id, 4);
+    assert_eq!(s.peer_addr().unwrap(), at_node);
+    // UDP, unconnected: the reply comes from the node address and nodePort.
+    let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.send_to(b"u", at_node).unwrap();
+    let mut buf = [0u8; 8];
+    let (n, from) = c.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"u\x05"[..], at_node));
+    // Localhost from the host's namespace, as kube-proxy allows for IPv4.
+    let local = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, NODE_PORT));
+    assert_eq!(hello(local).unwrap().0, 4);
+    // A pod's localhost is its own: not translated (nothing listens there: refused).
+    let e = in_netns(&pod, move || hello(local).unwrap_err());
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    // An address that is not the node's: not translated.
+    lb.set_node_ips(&BTreeSet::new()).unwrap();
+    let e = hello(at_node).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+    // Setting the same addresses again writes nothing.
+    let before = lb.map_writes();
+    lb.set_node_ips(&BTreeSet::new()).unwrap();
+    assert_eq!(lb.map_writes(), before);
+}
