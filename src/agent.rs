@@ -42,6 +42,11 @@ pub struct NodeArgs {
     /// process through cgroup programs and blackholes 10.96.0.0/12).
     #[arg(long)]
     pub no_service_proxy: bool,
+    /// The interfaces NodePort traffic from outside arrives on (comma-separated; the
+    /// proxy attaches tcx programs there). Default: the interfaces of the default route;
+    /// an empty value attaches none (nodePorts then reach only from the node itself).
+    #[arg(long, value_name = "IFACES", value_delimiter = ',')]
+    pub nodeport_interfaces: Option<Vec<String>>,
 }
 
 /// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
@@ -126,7 +131,10 @@ impl NodeHandle {
         config.identity.taints = args.register_with_taints.clone();
         if !args.no_service_proxy {
             match drover_node::proxy::ProxyConfig::host() {
-                Ok(p) => config.proxy = Some(p),
+                Ok(mut p) => {
+                    p.nodeport_interfaces = args.nodeport_interfaces.clone();
+                    config.proxy = Some(p);
+                }
                 Err(e) => {
                     host.stop().await;
                     return Err(e).context("configuring the service proxy");

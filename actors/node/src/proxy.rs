@@ -10,6 +10,10 @@
 //! pinned maps hold, so a restarted proxy removes stale services and adds missing ones
 //! without wiping the maps (traffic keeps flowing meanwhile).
 //!
+//! NodePort and LoadBalancer Services also get entries for their nodePorts
+//! ([`nodeport`]), reached at the node's addresses from sockets and, through tcx
+//! programs on the external interfaces, from outside.
+//!
 //! The agent also blackholes the service CIDR ([`blackhole_service_cidr`]): a VIP no
 //! program translated (an unknown port, a Service just deleted) fails fast instead of
 //! leaving through the default route.
@@ -49,6 +53,9 @@ pub struct ProxyConfig {
     pub cgroup: PathBuf,
     /// The service CIDR that gets a blackhole route; `None` installs none.
     pub service_cidr: Option<String>,
+    /// The interfaces NodePort traffic from outside arrives on (the tcx programs run
+    /// there); `None`: those of the default route.
+    pub nodeport_interfaces: Option<Vec<String>>,
 }
 
 impl ProxyConfig {
@@ -59,6 +66,7 @@ impl ProxyConfig {
             pin_dir: PathBuf::from(drover_bpf::DEFAULT_PIN_DIR),
             cgroup: cgroup2_root()?,
             service_cidr: Some(DEFAULT_SERVICE_CIDR.to_string()),
+            nodeport_interfaces: None,
         })
     }
 }
@@ -91,6 +99,9 @@ pub enum ProxyError {
     /// The blackhole route could not be installed.
     #[error("service cidr route: {0}")]
     Route(String),
+    /// The node's addresses or interfaces for NodePort could not be read.
+    #[error("nodeport: {0}")]
+    NodePort(String),
 }
 
 /// A Service's namespace and name (its slices carry the name in [`SERVICE_NAME_LABEL`]).
@@ -257,7 +268,7 @@ impl State {
 
     fn desired_of(&self, svc: &ServiceRef) -> Desired {
         match self.services.get(svc) {
-            Some(s) => desired(s, &self.slices_of(svc)),
+            Some(s) => nodeport::with_node_ports(s, desired(s, &self.slices_of(svc))),
             None => Desired::new(),
         }
     }
@@ -314,13 +325,16 @@ pub fn blackhole_service_cidr(cidr: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Loads (or re-opens) the programs and installs the blackhole route; the agent calls
-/// this on start and hands the loader to [`run`].
+/// Loads (or re-opens) the programs, installs the blackhole route and sets up NodePort
+/// (node addresses, tcx programs on the external interfaces); the agent calls this on
+/// start and hands the loader to [`run`].
 pub fn start(config: &ProxyConfig) -> Result<Loader, ProxyError> {
     if let Some(cidr) = &config.service_cidr {
         blackhole_service_cidr(cidr)?;
     }
-    Ok(Loader::load(&config.pin_dir, &config.cgroup)?)
+    let mut lb = Loader::load(&config.pin_dir, &config.cgroup)?;
+    nodeport::setup(&mut lb, config.nodeport_interfaces.as_deref())?;
+    Ok(lb)
 }
 
 /// Follows Services and EndpointSlices forever, keeping the maps equal to them. A
@@ -356,7 +370,7 @@ pub async fn supervised(
                 let lb = match first {
                     Some(lb) => lb,
                     None => loop {
-                        match Loader::load(&config.pin_dir, &config.cgroup) {
+                        match start(&config) {
                             Ok(lb) => break lb,
                             Err(error) => {
                                 tracing::warn!(message = "service proxy reload failed", %error);
@@ -475,6 +489,8 @@ async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Resul
         }
     }
 }
+
+pub mod nodeport;
 
 #[cfg(test)]
 mod tests;

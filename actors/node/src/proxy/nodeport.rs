@@ -1,0 +1,140 @@
+//! NodePort in the service proxy. A Service of type NodePort or LoadBalancer gets, for
+//! each port with a `nodePort`, one more map entry keyed by
+//! [`ServiceKey::node_port`] with the same backends, weights and affinity as its
+//! ClusterIP port ([`entries`]). The programs reach that entry at every address of the
+//! node: sockets on the node and in pods through the cgroup programs (127.0.0.1 too,
+//! from the host's network namespace, as kube-proxy allows for IPv4), packets from
+//! outside through the tcx programs on the external interfaces ([`setup`]).
+//!
+//! `externalTrafficPolicy: Local` is treated as Cluster (every ready endpoint; the
+//! client's address is preserved either way, since the programs never SNAT). Backends on
+//! other nodes answer the client directly, so NodePort traffic from outside works for
+//! backends on the node that received it; see `bpf/c/nodeport.bpf.h`.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use drover_bpf::{Loader, ServiceKey};
+use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
+
+use super::{Desired, ProxyError, protocol};
+
+/// The nodePort entries of `svc`, given its ClusterIP entries `cluster` (what
+/// [`super::desired`] returned): one per port of a NodePort or LoadBalancer Service that
+/// has a nodePort in 1..=65535, with the entry of the same port and protocol. A port
+/// without a ClusterIP entry (an unsupported protocol, no IPv4 ClusterIP) gets none.
+pub fn entries(svc: &Service, cluster: &Desired) -> Desired {
+    let mut out = Desired::new();
+    let Some(spec) = &svc.spec else { return out };
+    if !matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")) {
+        return out;
+    }
+    for sp in spec.ports.iter().flatten() {
+        let (Some(proto), Ok(port), Some(node_port)) = (
+            protocol(sp.protocol.as_deref()),
+            u16::try_from(sp.port),
+            sp.node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0),
+        ) else {
+            continue;
+        };
+        let entry = cluster
+            .iter()
+            .find(|(k, _)| !k.is_node_port() && k.port == port && k.proto == proto);
+        if let Some((_, lb)) = entry {
+            out.insert(ServiceKey::node_port(node_port, proto), lb.clone());
+        }
+    }
+    out
+}
+
+/// `cluster` with the nodePort entries of `svc` added.
+pub fn with_node_ports(svc: &Service, mut cluster: Desired) -> Desired {
+    let extra = entries(svc, &cluster);
+    cluster.extend(extra);
+    cluster
+}
+
+#[derive(Deserialize)]
+struct IpLink {
+    #[serde(default)]
+    addr_info: Vec<IpAddrInfo>,
+}
+
+#[derive(Deserialize)]
+struct IpAddrInfo {
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    local: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IpRoute {
+    #[serde(default)]
+    dev: Option<String>,
+}
+
+/// The node's addresses from `ip -j -4 addr show`: every IPv4 address except
+/// 127.0.0.0/8 (the programs treat localhost apart: the host's only, not a pod's).
+pub fn parse_addresses(json: &str) -> Result<BTreeSet<Ipv4Addr>, ProxyError> {
+    let links: Vec<IpLink> = serde_json::from_str(json)
+        .map_err(|e| ProxyError::NodePort(format!("parsing `ip -j addr`: {e}")))?;
+    Ok(links
+        .iter()
+        .flat_map(|l| &l.addr_info)
+        .filter(|a| a.family == "inet")
+        .filter_map(|a| a.local.as_deref()?.parse::<Ipv4Addr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .collect())
+}
+
+/// The interfaces of the default routes from `ip -j -4 route show default`, each once,
+/// in order.
+pub fn parse_default_interfaces(json: &str) -> Result<Vec<String>, ProxyError> {
+    let routes: Vec<IpRoute> = serde_json::from_str(json)
+        .map_err(|e| ProxyError::NodePort(format!("parsing `ip -j route`: {e}")))?;
+    let mut out: Vec<String> = Vec::new();
+    for dev in routes.into_iter().filter_map(|r| r.dev) {
+        if !out.contains(&dev) {
+            out.push(dev);
+        }
+    }
+    Ok(out)
+}
+
+fn ip_json(args: &[&str]) -> Result<String, ProxyError> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| ProxyError::NodePort(format!("running ip: {e}")))?;
+    if !out.status.success() {
+        return Err(ProxyError::NodePort(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Tells the programs the node's addresses (every IPv4 address of the caller's network
+/// namespace but loopback) and attaches the tcx programs to `interfaces`, or, when
+/// `None`, to the interfaces of the default route (none without one: nodePorts are then
+/// reached from the node only). Idempotent: unchanged addresses and links cost nothing.
+pub fn setup(lb: &mut Loader, interfaces: Option<&[String]>) -> Result<(), ProxyError> {
+    let ips = parse_addresses(&ip_json(&["-j", "-4", "addr", "show"])?)?;
+    lb.set_node_ips(&ips)?;
+    let ifaces = match interfaces {
+        Some(i) => i.iter().filter(|i| !i.is_empty()).cloned().collect(),
+        None => parse_default_interfaces(&ip_json(&["-j", "-4", "route", "show", "default"])?)?,
+    };
+    lb.attach_nodeport(&ifaces)?;
+    tracing::info!(node_ips = ?ips, interfaces = ?ifaces, "nodeport programs set up");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
