@@ -793,10 +793,10 @@ fn tc_link_pins(pin_dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, BpfError> 
 /// Detaches the link pinned at `path` at once and removes the pin. A link that is
 /// already defunct (its interface gone) only loses its pin.
 fn detach_and_unpin(path: &Path) -> Result<(), BpfError> {
-    if let Ok(link) = sys::obj_get(path) {
-        if let Err(error) = sys::link_detach(link.as_fd()) {
-            tracing::debug!(link = %path.display(), %error, "detaching a link failed; unpinning it");
-        }
+    if let Ok(link) = sys::obj_get(path)
+        && let Err(error) = sys::link_detach(link.as_fd())
+    {
+        tracing::debug!(link = %path.display(), %error, "detaching a link failed; unpinning it");
     }
     remove_pin(path)
 }

@@ -14,6 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStrea
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aya::maps::{Array, Map, MapData};
+use aya::programs::ProgramInfo;
 use drover_bpf::{Backend, Loaded, Loader, Protocol, Service, ServiceKey};
 use drover_testkit::netns;
 
@@ -298,6 +300,30 @@ fn nodeport_from_outside_reaches_pods_and_replies_from_the_node() {
     assert_eq!(lb.loaded(), Loaded::Reopened);
     lb.attach_nodeport(&["np-ext".to_string()]).unwrap();
     assert_eq!(lb.nodeport_interfaces().unwrap().len(), 1);
+    open = in_netns(&client, move || {
+        echo_rounds(&mut open, 3);
+        open
+    });
+
+    // A newer build: the tcx links stay and run its programs (swapped in place); the
+    // open connection and its flow entries survive that too.
+    let ingress_pin = f.pin_dir.join("programs/drover_nodeport_ingress");
+    let old_id = ProgramInfo::from_pin(&ingress_pin).unwrap().id();
+    let md = MapData::from_pin(f.pin_dir.join("maps/meta")).unwrap();
+    let mut meta: Array<MapData, u64> = Array::try_from(Map::Array(md)).unwrap();
+    meta.set(0, 1, 0).unwrap();
+    drop((meta, lb));
+    let mut lb = f.load();
+    assert_eq!(lb.loaded(), Loaded::Upgraded);
+    let new_id = ProgramInfo::from_pin(&ingress_pin).unwrap().id();
+    assert_ne!(new_id, old_id);
+    let running = |id: u32| {
+        aya::programs::loaded_links()
+            .filter_map(Result::ok)
+            .filter(|l| l.prog_id == id)
+            .count()
+    };
+    assert_eq!((running(old_id), running(new_id)), (0, 1));
     open = in_netns(&client, move || {
         echo_rounds(&mut open, 3);
         open
