@@ -671,34 +671,49 @@ impl Loader {
     /// caller's network namespace): attaches the ingress and egress program through
     /// pinned tcx links where they are missing, and detaches them from interfaces no
     /// longer named. Links already attached are kept (an agent restart never interrupts
-    /// NodePort traffic). Fails on an unknown interface, having attached none of the
-    /// new ones after it.
+    /// NodePort traffic). An interface gets both programs or neither: when attaching
+    /// fails (an unknown interface, a kernel before 6.6 without tcx), the links this call
+    /// made for that interface are removed and the error names it; interfaces handled
+    /// before it keep theirs.
     pub fn attach_nodeport(&mut self, ifaces: &[String]) -> Result<(), BpfError> {
         let mut wanted = BTreeSet::new();
         for name in ifaces {
             let index = sys::ifindex(name).map_err(io(format!("interface {name}")))?;
-            wanted.insert(index);
+            wanted.insert((index, name.as_str()));
         }
+        let mut progs = Vec::new();
         for (name, attach_type, prefix) in TC_PROGRAMS {
             let prog_pin = self.pin_dir.join("programs").join(name);
             let prog =
                 sys::obj_get(&prog_pin).map_err(io(format!("opening {}", prog_pin.display())))?;
-            for index in &wanted {
+            progs.push((name, attach_type, prefix, prog));
+        }
+        for (index, iface) in &wanted {
+            let mut made: Vec<PathBuf> = Vec::new();
+            for (name, attach_type, prefix, prog) in &progs {
                 let lp = tc_link_pin(&self.pin_dir, prefix, *index);
                 if lp.exists() {
                     continue;
                 }
-                let link = sys::link_create_tcx(prog.as_fd(), *index, attach_type)
-                    .map_err(io(format!("attaching {name} to interface {index}")))?;
-                sys::pin(link.as_fd(), &lp).map_err(io(format!("pinning the link of {name}")))?;
+                let r = sys::link_create_tcx(prog.as_fd(), *index, *attach_type)
+                    .map_err(|e| tcx_error(name, iface, e))
+                    .and_then(|link| {
+                        sys::pin(link.as_fd(), &lp)
+                            .map_err(io(format!("pinning the link of {name} on {iface}")))
+                    });
+                if let Err(e) = r {
+                    for lp in made {
+                        let _ = detach_and_unpin(&lp);
+                    }
+                    return Err(e);
+                }
+                made.push(lp);
             }
+        }
+        let indexes: BTreeSet<u32> = wanted.iter().map(|(i, _)| *i).collect();
+        for (_, _, prefix) in TC_PROGRAMS {
             for lp in tc_link_pins(&self.pin_dir, prefix)? {
-                let index = lp
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .and_then(|f| f.rsplit('_').next())
-                    .and_then(|i| i.parse::<u32>().ok());
-                if index.is_none_or(|i| !wanted.contains(&i)) {
+                if tc_link_index(&lp).is_none_or(|i| !indexes.contains(&i)) {
                     detach_and_unpin(&lp)?;
                 }
             }
@@ -711,7 +726,7 @@ impl Loader {
         let prefix = TC_PROGRAMS[0].2;
         Ok(tc_link_pins(&self.pin_dir, prefix)?
             .iter()
-            .filter_map(|p| p.file_name()?.to_str()?.rsplit('_').next()?.parse().ok())
+            .filter_map(|p| tc_link_index(p))
             .collect())
     }
 
@@ -765,6 +780,25 @@ fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
 
 fn tc_link_pin(pin_dir: &Path, prefix: &str, ifindex: u32) -> PathBuf {
     pin_dir.join("links").join(format!("{prefix}_{ifindex}"))
+}
+
+/// The interface index in a tcx link's pin name (`<prefix>_<ifindex>`).
+fn tc_link_index(pin: &Path) -> Option<u32> {
+    pin.file_name()?.to_str()?.rsplit('_').next()?.parse().ok()
+}
+
+/// An error attaching a tcx link, with the likely cause when the kernel rejects the
+/// attach type itself.
+fn tcx_error(prog: &str, iface: &str, source: std::io::Error) -> BpfError {
+    let hint = if source.raw_os_error() == Some(libc::EINVAL) {
+        " (tcx links need Linux 6.6 or later)"
+    } else {
+        ""
+    };
+    BpfError::Io {
+        what: format!("attaching {prog} to interface {iface}{hint}"),
+        source,
+    }
 }
 
 /// The pinned tcx links whose names start with `prefix_`.

@@ -124,6 +124,9 @@ fn ip_json(args: &[&str]) -> Result<String, ProxyError> {
 /// namespace but loopback) and attaches the tcx programs to `interfaces`, or, when
 /// `None`, to the interfaces of the default route (none without one: nodePorts are then
 /// reached from the node only). Idempotent: unchanged addresses and links cost nothing.
+/// A failed attach (an unknown interface, a kernel without tcx) is logged as a warning
+/// and leaves NodePort from outside off; it never stops the proxy, whose ClusterIPs
+/// and node-local nodePorts work without TC.
 pub fn setup(lb: &mut Loader, interfaces: Option<&[String]>) -> Result<(), ProxyError> {
     let ips = parse_addresses(&ip_json(&["-j", "-4", "addr", "show"])?)?;
     lb.set_node_ips(&ips)?;
@@ -131,8 +134,18 @@ pub fn setup(lb: &mut Loader, interfaces: Option<&[String]>) -> Result<(), Proxy
         Some(i) => i.iter().filter(|i| !i.is_empty()).cloned().collect(),
         None => parse_default_interfaces(&ip_json(&["-j", "-4", "route", "show", "default"])?)?,
     };
-    lb.attach_nodeport(&ifaces)?;
-    tracing::info!(node_ips = ?ips, interfaces = ?ifaces, "nodeport programs set up");
+    match lb.attach_nodeport(&ifaces) {
+        Ok(()) => {
+            tracing::info!(node_ips = ?ips, interfaces = ?ifaces, "nodeport programs attached");
+        }
+        Err(error) => {
+            tracing::warn!(
+                message = "nodePorts are not reachable from outside this node",
+                interfaces = ?ifaces,
+                %error
+            );
+        }
+    }
     Ok(())
 }
 
