@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -36,6 +37,39 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 /// command and requires the rest to be zero.
 #[repr(C, align(8))]
 struct Attr([u32; 32]);
+
+/// Runs `prog` once on `packet` (BPF_PROG_TEST_RUN): returns the program's return
+/// value and the packet as it left the program.
+pub(crate) fn prog_test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; packet.len() + 256];
+    let mut attr = Attr([0; 32]);
+    attr.0[0] = prog.as_raw_fd() as u32;
+    attr.0[2] = packet.len() as u32;
+    attr.0[3] = out.len() as u32;
+    let data_in = packet.as_ptr() as u64;
+    let data_out = out.as_mut_ptr() as u64;
+    attr.0[4] = data_in as u32;
+    attr.0[5] = (data_in >> 32) as u32;
+    attr.0[6] = data_out as u32;
+    attr.0[7] = (data_out >> 32) as u32;
+    attr.0[8] = 1;
+    // SAFETY: as in bpf(); in addition the kernel writes retval, data_size_out and
+    // duration into attr (which is mutable and lives across the call) and at most
+    // data_size_out bytes into `out`, which holds that many.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut Attr,
+            std::mem::size_of::<Attr>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    out.truncate((attr.0[3] as usize).min(out.len()));
+    Ok((attr.0[1], out))
+}
 
 fn bpf(cmd: libc::c_long, attr: &Attr) -> io::Result<i64> {
     // SAFETY: attr points at 128 initialised bytes that live across the call; the kernel

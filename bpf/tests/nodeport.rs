@@ -400,3 +400,272 @@ fn nodeport_from_the_node_and_localhost_but_not_a_pods_localhost() {
     lb.set_node_ips(&BTreeSet::new()).unwrap();
     assert_eq!(lb.map_writes(), before);
 }
+
+/// One packet for the checksum table: addresses, ports, protocol and header shape.
+#[derive(Clone, Copy)]
+struct Pkt {
+    proto: u8,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    /// Four bytes of IP options (IHL 6).
+    options: bool,
+    /// A non-first fragment (offset 8 bytes).
+    fragment: bool,
+    /// UDP sent without a checksum (0).
+    no_udp_csum: bool,
+}
+
+fn sum16(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+    let mut p = Vec::new();
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    sum16(&p, 0)
+}
+
+/// An Ethernet frame carrying `p` with correct IP and TCP/UDP checksums.
+fn frame(p: Pkt) -> Vec<u8> {
+    let payload = b"drover nodeport checksum probe";
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&p.src.port().to_be_bytes());
+    l4.extend_from_slice(&p.dst.port().to_be_bytes());
+    if p.proto == 6 {
+        l4.extend_from_slice(&0x1234_5678u32.to_be_bytes()); // seq
+        l4.extend_from_slice(&0u32.to_be_bytes()); // ack
+        l4.extend_from_slice(&[5 << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]); // SYN, csum, urg
+    } else {
+        l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        l4.extend_from_slice(&[0, 0]);
+    }
+    l4.extend_from_slice(payload);
+    let csum_at = if p.proto == 6 { 16 } else { 6 };
+    if !(p.proto == 17 && p.no_udp_csum) {
+        let c = !fold(sum16(
+            &l4,
+            pseudo(*p.src.ip(), *p.dst.ip(), p.proto, l4.len()),
+        ));
+        l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let ihl = if p.options { 6 } else { 5 };
+    let mut ip = vec![0x40 | ihl, 0];
+    ip.extend_from_slice(&((ihl as usize * 4 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 1]); // id
+    ip.extend_from_slice(&(if p.fragment { 1u16 } else { 0x4000 }).to_be_bytes());
+    ip.extend_from_slice(&[64, p.proto, 0, 0]);
+    ip.extend_from_slice(&p.src.ip().octets());
+    ip.extend_from_slice(&p.dst.ip().octets());
+    if p.options {
+        ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+    }
+    let c = !fold(sum16(&ip, 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// Reads a frame back: (src, dst, IP checksum valid, L4 checksum valid or absent,
+/// the L4 checksum field).
+fn read_frame(f: &[u8]) -> (SocketAddrV4, SocketAddrV4, bool, bool, u16) {
+    let ip = &f[14..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let ip_ok = fold(sum16(&ip[..ihl], 0)) == 0xffff;
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = &ip[ihl..total];
+    let port = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    let csum_at = if ip[9] == 6 { 16 } else { 6 };
+    let field = port(csum_at);
+    let l4_ok =
+        (ip[9] == 17 && field == 0) || fold(sum16(l4, pseudo(src, dst, ip[9], l4.len()))) == 0xffff;
+    (
+        SocketAddrV4::new(src, port(0)),
+        SocketAddrV4::new(dst, port(2)),
+        ip_ok,
+        l4_ok,
+        field,
+    )
+}
+
+/// Runs one packet through a program and checks the verdict, the addresses after it
+/// and that both checksums are valid (a zero UDP checksum must stay zero).
+fn check_rewrite(
+    lb: &Loader,
+    what: &str,
+    ingress: bool,
+    p: Pkt,
+    verdict: i32,
+    want: (SocketAddrV4, SocketAddrV4),
+) {
+    let (got_verdict, out) = lb.run_nodeport_program(ingress, &frame(p)).unwrap();
+    assert_eq!(got_verdict, verdict, "{what}: verdict");
+    let (src, dst, ip_ok, l4_ok, field) = read_frame(&out);
+    assert_eq!((src, dst), want, "{what}: addresses");
+    assert!(ip_ok, "{what}: IP checksum");
+    assert!(l4_ok, "{what}: TCP/UDP checksum");
+    if p.no_udp_csum {
+        assert_eq!(field, 0, "{what}: a UDP packet without checksum keeps none");
+    }
+}
+
+#[test]
+fn rewritten_packets_have_valid_checksums() {
+    if !netns::enter("rewritten_packets_have_valid_checksums") {
+        return;
+    }
+    let f = Fixture::new("csum", false);
+    let mut lb = f.load();
+    lb.set_node_ips(&BTreeSet::from([NODE_IP])).unwrap();
+    let be = SocketAddrV4::new(POD_A, 8080);
+    for proto in [Protocol::Tcp, Protocol::Udp] {
+        lb.upsert_service(ServiceKey::node_port(NODE_PORT, proto), &service(&[be]))
+            .unwrap();
+    }
+    let client = SocketAddrV4::new(CLIENT_IP, 40000);
+    let node = SocketAddrV4::new(NODE_IP, NODE_PORT);
+    let plain = Pkt {
+        proto: 6,
+        src: client,
+        dst: node,
+        options: false,
+        fragment: false,
+        no_udp_csum: false,
+    };
+    let (next, drop) = (-1, 2);
+    // (what, ingress, packet, verdict, (src, dst) after)
+    let cases: Vec<(&str, bool, Pkt, i32, (SocketAddrV4, SocketAddrV4))> = vec![
+        (
+            "TCP to the node port: DNAT",
+            true,
+            plain,
+            next,
+            (client, be),
+        ),
+        (
+            "the backend's TCP reply: source back to the node port",
+            false,
+            Pkt {
+                src: be,
+                dst: client,
+                ..plain
+            },
+            next,
+            (node, client),
+        ),
+        (
+            "UDP with a checksum",
+            true,
+            Pkt { proto: 17, ..plain },
+            next,
+            (client, be),
+        ),
+        (
+            "UDP reply",
+            false,
+            Pkt {
+                proto: 17,
+                src: be,
+                dst: client,
+                ..plain
+            },
+            next,
+            (node, client),
+        ),
+        (
+            "UDP without a checksum keeps none",
+            true,
+            Pkt {
+                proto: 17,
+                no_udp_csum: true,
+                src: SocketAddrV4::new(CLIENT_IP, 40001),
+                ..plain
+            },
+            next,
+            (SocketAddrV4::new(CLIENT_IP, 40001), be),
+        ),
+        (
+            "IP options: the ports are found after them",
+            true,
+            Pkt {
+                options: true,
+                src: SocketAddrV4::new(CLIENT_IP, 40002),
+                ..plain
+            },
+            next,
+            (SocketAddrV4::new(CLIENT_IP, 40002), be),
+        ),
+        (
+            "a fragment is left alone",
+            true,
+            Pkt {
+                fragment: true,
+                ..plain
+            },
+            next,
+            (client, node),
+        ),
+        (
+            "another port is left alone",
+            true,
+            Pkt {
+                dst: SocketAddrV4::new(NODE_IP, 30081),
+                ..plain
+            },
+            next,
+            (client, SocketAddrV4::new(NODE_IP, 30081)),
+        ),
+        (
+            "another address is left alone",
+            true,
+            Pkt {
+                dst: SocketAddrV4::new(CLIENT_IP, NODE_PORT),
+                ..plain
+            },
+            next,
+            (client, SocketAddrV4::new(CLIENT_IP, NODE_PORT)),
+        ),
+        (
+            "a reply of no known flow is left alone",
+            false,
+            Pkt {
+                src: be,
+                dst: SocketAddrV4::new(CLIENT_IP, 49999),
+                ..plain
+            },
+            next,
+            (be, SocketAddrV4::new(CLIENT_IP, 49999)),
+        ),
+    ];
+    for (what, ingress, p, verdict, want) in cases {
+        check_rewrite(&lb, what, ingress, p, verdict, want);
+    }
+    // A node port without a ready endpoint drops (nothing to rewrite to).
+    lb.upsert_service(
+        ServiceKey::node_port(NODE_PORT, Protocol::Tcp),
+        &Service::default(),
+    )
+    .unwrap();
+    let other = Pkt {
+        src: SocketAddrV4::new(CLIENT_IP, 40003),
+        ..plain
+    };
+    let (verdict, _) = lb.run_nodeport_program(true, &frame(other)).unwrap();
+    assert_eq!(verdict, drop, "no endpoints: dropped");
+}
