@@ -525,6 +525,9 @@ fn check_rewrite(
     }
 }
 
+/// What the case shows, ingress (else egress), the packet, the verdict, (src, dst) after.
+type Case = (&'static str, bool, Pkt, i32, (SocketAddrV4, SocketAddrV4));
+
 #[test]
 fn rewritten_packets_have_valid_checksums() {
     if !netns::enter("rewritten_packets_have_valid_checksums") {
@@ -549,8 +552,7 @@ fn rewritten_packets_have_valid_checksums() {
         no_udp_csum: false,
     };
     let (next, drop) = (-1, 2);
-    // (what, ingress, packet, verdict, (src, dst) after)
-    let cases: Vec<(&str, bool, Pkt, i32, (SocketAddrV4, SocketAddrV4))> = vec![
+    let cases: Vec<Case> = vec![
         (
             "TCP to the node port: DNAT",
             true,
