@@ -217,7 +217,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 ip, __u32 
 	};
 	struct svc_val *svc = 0;
 
-	if (ip != 0)
+	// 0.0.0.0 and 255.255.255.255 key nodePort entries, never a VIP.
+	if (ip != 0 && ip != 0xffffffff)
 		svc = bpf_map_lookup_elem(&services, &key);
 	if (!svc && node_addr(ctx, ip)) {
 		key.vip = 0;

@@ -6,9 +6,10 @@
 // members and affinity maps and pick() are shared with the socket load balancer, so a
 // nodePort has the same backends and weights as its ClusterIP.
 //
-// Only the destination is rewritten (externalTrafficPolicy Cluster without SNAT), so a
-// backend's replies must leave through this node: true for backends on this node (pods
-// behind its bridge, or its own addresses). A backend on another node would answer the
+// Only the destination is rewritten (no SNAT), so a backend's replies must leave
+// through this node: true for backends on this node (pods behind its bridge, or its own
+// addresses), and always under externalTrafficPolicy Local (an external-only entry with
+// this node's endpoints). Under Cluster a backend on another node would answer the
 // client directly; SNAT for that case is not implemented. IPv4 over Ethernet only; IP
 // fragments are not translated.
 #include <linux/if_ether.h>
@@ -159,8 +160,14 @@ int drover_nodeport_ingress(struct __sk_buff *skb)
 		return TC_NEXT;
 	if (!bpf_map_lookup_elem(&node_ips, &p.daddr))
 		return TC_NEXT;
-	struct svc_key key = { .vip = 0, .port = p.dport, .proto = (__u8)p.proto };
+	// An external-only entry (VIP 255.255.255.255: externalTrafficPolicy Local, this
+	// node's endpoints only) wins over the nodePort entry the sockets use too.
+	struct svc_key key = { .vip = 0xffffffff, .port = p.dport, .proto = (__u8)p.proto };
 	struct svc_val *svc = bpf_map_lookup_elem(&services, &key);
+	if (!svc) {
+		key.vip = 0;
+		svc = bpf_map_lookup_elem(&services, &key);
+	}
 	if (!svc)
 		return TC_NEXT;
 	struct flow_key fk = {

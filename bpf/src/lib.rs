@@ -152,7 +152,8 @@ impl Protocol {
 }
 
 /// One service port as clients address it: the VIP (ClusterIP), port and protocol; a
-/// VIP of 0.0.0.0 is a nodePort ([`ServiceKey::node_port`]).
+/// VIP of 0.0.0.0 is a nodePort ([`ServiceKey::node_port`]), 255.255.255.255 a
+/// nodePort's external-only entry ([`ServiceKey::node_port_external`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     /// The virtual IP (0.0.0.0: a nodePort, at every node address).
@@ -173,9 +174,21 @@ impl ServiceKey {
         }
     }
 
-    /// Whether this key is a nodePort.
+    /// The key of a nodePort's external-only entry: when present, the TC programs use
+    /// it for packets from outside instead of [`ServiceKey::node_port`] (which sockets
+    /// on the node keep using); for `externalTrafficPolicy: Local`, this node's
+    /// endpoints only.
+    pub fn node_port_external(port: u16, proto: Protocol) -> ServiceKey {
+        ServiceKey {
+            vip: Ipv4Addr::BROADCAST,
+            port,
+            proto,
+        }
+    }
+
+    /// Whether this key is a nodePort (either kind).
     pub fn is_node_port(&self) -> bool {
-        self.vip.is_unspecified()
+        self.vip.is_unspecified() || self.vip.is_broadcast()
     }
 }
 

@@ -30,6 +30,11 @@ fn service_keys_are_network_order_as_the_kernel_hands_them() {
         [0, 0, 0, 0, 0x75, 0x80, 6, 0],
     );
     assert!(ServiceKey::node_port(30080, Protocol::Udp).is_node_port());
+    check(
+        ServiceKey::node_port_external(30080, Protocol::Udp),
+        [255, 255, 255, 255, 0x75, 0x80, 17, 0],
+    );
+    assert!(ServiceKey::node_port_external(30080, Protocol::Tcp).is_node_port());
     // A protocol the programs never write is no service key.
     assert_eq!(decode_svc_key(&[10, 96, 0, 1, 0, 80, 132, 0]), None);
 }

@@ -658,6 +658,18 @@ fn rewritten_packets_have_valid_checksums() {
     for (what, ingress, p, verdict, want) in cases {
         check_rewrite(&lb, what, ingress, p, verdict, want);
     }
+    // An external-only entry (externalTrafficPolicy Local) wins for packets from
+    // outside; without it they use the nodePort entry again.
+    let local = SocketAddrV4::new(POD_B, 8080);
+    let external = ServiceKey::node_port_external(NODE_PORT, Protocol::Tcp);
+    lb.upsert_service(external, &service(&[local])).unwrap();
+    let from = SocketAddrV4::new(CLIENT_IP, 40010);
+    let p = Pkt { src: from, ..plain };
+    check_rewrite(&lb, "external-only entry", true, p, next, (from, local));
+    lb.remove_service(&external).unwrap();
+    let from = SocketAddrV4::new(CLIENT_IP, 40011);
+    let p = Pkt { src: from, ..plain };
+    check_rewrite(&lb, "external-only entry gone", true, p, next, (from, be));
     // A node port without a ready endpoint drops (nothing to rewrite to).
     lb.upsert_service(
         ServiceKey::node_port(NODE_PORT, Protocol::Tcp),
