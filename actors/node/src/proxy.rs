@@ -268,7 +268,11 @@ impl State {
 
     fn desired_of(&self, svc: &ServiceRef) -> Desired {
         match self.services.get(svc) {
-            Some(s) => nodeport::with_node_ports(s, desired(s, &self.slices_of(svc))),
+            Some(s) => {
+                let slices = self.slices_of(svc);
+                // No node name here yet: externalTrafficPolicy Local acts as Cluster.
+                nodeport::with_node_ports(s, &slices, desired(s, &slices), None)
+            }
             None => Desired::new(),
         }
     }

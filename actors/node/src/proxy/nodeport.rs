@@ -6,16 +6,21 @@
 //! from the host's network namespace, as kube-proxy allows for IPv4), packets from
 //! outside through the tcx programs on the external interfaces ([`setup`]).
 //!
-//! `externalTrafficPolicy: Local` is treated as Cluster (every ready endpoint; the
-//! client's address is preserved either way, since the programs never SNAT). Backends on
-//! other nodes answer the client directly, so NodePort traffic from outside works for
-//! backends on the node that received it; see `bpf/c/nodeport.bpf.h`.
+//! `externalTrafficPolicy: Local` adds an external-only entry
+//! ([`ServiceKey::node_port_external`]) with this node's endpoints only, which the tcx
+//! programs prefer; sockets on the node and in pods keep the Cluster entry, as
+//! kube-proxy short-circuits traffic from inside the cluster. That needs the node's name
+//! ([`with_node_ports`] with `Some(node)`); without it Local is treated as Cluster. The
+//! client's address is preserved either way (the programs never SNAT), so under Cluster
+//! a backend on another node would answer the client directly: NodePort traffic from
+//! outside works for backends on the node that received it; see `bpf/c/nodeport.bpf.h`.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-use drover_bpf::{Loader, ServiceKey};
+use drover_bpf::{Backend, Loader, ServiceKey};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 
 use super::{Desired, ProxyError, protocol};
@@ -50,10 +55,99 @@ pub fn entries(svc: &Service, cluster: &Desired) -> Desired {
     out
 }
 
-/// `cluster` with the nodePort entries of `svc` added.
-pub fn with_node_ports(svc: &Service, mut cluster: Desired) -> Desired {
-    let extra = entries(svc, &cluster);
-    cluster.extend(extra);
+/// The external-only entries of `svc` on node `node` when its
+/// `externalTrafficPolicy` is Local: one per nodePort entry in `node_ports` (what
+/// [`entries`] returned), with the same affinity and only the endpoints of `slices`
+/// whose `nodeName` is `node`: the ready ones, or, when none is ready, the serving and
+/// terminating ones (kube-proxy's order). No local endpoint gives an entry without
+/// backends: packets from outside are dropped, as under kube-proxy.
+pub fn local_entries(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    node_ports: &Desired,
+    node: &str,
+) -> Desired {
+    let mut out = Desired::new();
+    let Some(spec) = &svc.spec else { return out };
+    if spec.external_traffic_policy.as_deref() != Some("Local") {
+        return out;
+    }
+    for sp in spec.ports.iter().flatten() {
+        let (Some(proto), Some(node_port)) = (
+            protocol(sp.protocol.as_deref()),
+            sp.node_port.and_then(|p| u16::try_from(p).ok()),
+        ) else {
+            continue;
+        };
+        let Some(entry) = node_ports.get(&ServiceKey::node_port(node_port, proto)) else {
+            continue;
+        };
+        let name = sp.name.as_deref().unwrap_or("");
+        let mut ready = BTreeSet::new();
+        let mut terminating = BTreeSet::new();
+        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+            let target = slice.ports.iter().flatten().find(|p| {
+                p.name.as_deref().unwrap_or("") == name
+                    && protocol(p.protocol.as_deref()) == Some(proto)
+            });
+            let Some(target) = target
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                if ep.node_name.as_deref() != Some(node) {
+                    continue;
+                }
+                let Some(ip) = ep
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                else {
+                    continue;
+                };
+                let c = ep.conditions.as_ref();
+                let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
+                let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                let addr = SocketAddrV4::new(ip, target);
+                if is_ready {
+                    ready.insert(addr);
+                } else if serving && is_terminating {
+                    terminating.insert(addr);
+                }
+            }
+        }
+        let chosen = if ready.is_empty() { terminating } else { ready };
+        out.insert(
+            ServiceKey::node_port_external(node_port, proto),
+            drover_bpf::Service {
+                backends: chosen
+                    .into_iter()
+                    .map(|addr| Backend { addr, weight: 1 })
+                    .collect(),
+                affinity: entry.affinity,
+            },
+        );
+    }
+    out
+}
+
+/// `cluster` (the ClusterIP entries of `svc`) with its nodePort entries added, and,
+/// when the proxy knows its `node`, the external-only entries of
+/// `externalTrafficPolicy: Local` ([`local_entries`]).
+pub fn with_node_ports(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    mut cluster: Desired,
+    node: Option<&str>,
+) -> Desired {
+    let node_ports = entries(svc, &cluster);
+    if let Some(node) = node {
+        cluster.extend(local_entries(svc, slices, &node_ports, node));
+    }
+    cluster.extend(node_ports);
     cluster
 }
 

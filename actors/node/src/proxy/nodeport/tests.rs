@@ -1,5 +1,6 @@
 use super::*;
 use drover_bpf::{Backend, Protocol, Service as LbService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
 fn svc(spec: Value) -> Service {
@@ -125,7 +126,7 @@ fn with_node_ports_keeps_the_cluster_entries() {
         .collect();
     let s = svc(json!({"type": "NodePort", "clusterIP": "10.96.0.50",
                        "ports": [{"port": 80, "nodePort": 30080}]}));
-    let all = with_node_ports(&s, c.clone());
+    let all = with_node_ports(&s, &[], c.clone(), None);
     assert_eq!(all.len(), 2);
     assert!(c.keys().all(|k| all.contains_key(k)));
     assert_eq!(
@@ -167,4 +168,118 @@ fn default_interfaces_are_the_default_routes_devices() {
         Vec::<String>::new()
     );
     assert!(parse_default_interfaces("{").is_err());
+}
+
+/// An endpoint on `node` (ready, serving, terminating).
+fn on(ip: &str, node: &str, ready: bool, terminating: bool) -> Value {
+    json!({"addresses": [ip], "nodeName": node,
+           "conditions": {"ready": ready, "serving": true, "terminating": terminating}})
+}
+
+fn slice(endpoints: Vec<Value>) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }))
+    .unwrap()
+}
+
+/// Checks the external-only entries on node "a" for a Service with one TCP port
+/// (nodePort 30080) of `policy`, given its slice's endpoints.
+fn check_local(what: &str, policy: &str, endpoints: Vec<Value>, expected: Option<&[&str]>) {
+    let s = svc(json!({"type": "NodePort", "clusterIP": "10.96.0.50",
+                       "externalTrafficPolicy": policy,
+                       "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}));
+    let sl = slice(endpoints);
+    let node_ports: Desired = [(
+        ServiceKey::node_port(30080, Protocol::Tcp),
+        lb("10.1.0.1:8080"),
+    )]
+    .into_iter()
+    .collect();
+    let got = local_entries(&s, &[&sl], &node_ports, "a");
+    let want: Desired = expected
+        .map(|addrs| {
+            (
+                ServiceKey::node_port_external(30080, Protocol::Tcp),
+                LbService {
+                    backends: addrs
+                        .iter()
+                        .map(|a| Backend {
+                            addr: a.parse().unwrap(),
+                            weight: 1,
+                        })
+                        .collect(),
+                    affinity: None,
+                },
+            )
+        })
+        .into_iter()
+        .collect();
+    assert_eq!(got, want, "{what}");
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_this_nodes_endpoints() {
+    let mixed = || {
+        vec![
+            on("10.1.0.1", "a", true, false),
+            on("10.1.0.2", "b", true, false),
+            on("10.1.0.3", "a", true, false),
+        ]
+    };
+    check_local("Cluster: no external-only entry", "Cluster", mixed(), None);
+    check_local(
+        "Local: the endpoints on this node",
+        "Local",
+        mixed(),
+        Some(&["10.1.0.1:8080", "10.1.0.3:8080"]),
+    );
+    check_local(
+        "Local without a local endpoint: an empty entry (dropped from outside)",
+        "Local",
+        vec![on("10.1.0.2", "b", true, false)],
+        Some(&[]),
+    );
+    check_local(
+        "Local: a terminating local endpoint when none is ready here, even with ready ones elsewhere",
+        "Local",
+        vec![
+            on("10.1.0.1", "a", false, true),
+            on("10.1.0.2", "b", true, false),
+        ],
+        Some(&["10.1.0.1:8080"]),
+    );
+    check_local(
+        "Local: ready local endpoints win over terminating ones",
+        "Local",
+        vec![
+            on("10.1.0.1", "a", false, true),
+            on("10.1.0.3", "a", true, false),
+        ],
+        Some(&["10.1.0.3:8080"]),
+    );
+}
+
+#[test]
+fn with_node_ports_adds_local_entries_only_when_the_node_is_known() {
+    let s = svc(json!({"type": "NodePort", "clusterIP": "10.96.0.50",
+                       "externalTrafficPolicy": "Local",
+                       "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}));
+    let sl = slice(vec![
+        on("10.1.0.1", "a", true, false),
+        on("10.1.0.2", "b", true, false),
+    ]);
+    let c: Desired = [cluster(80, Protocol::Tcp, "10.1.0.1:8080")]
+        .into_iter()
+        .collect();
+    let external = ServiceKey::node_port_external(30080, Protocol::Tcp);
+    let known = with_node_ports(&s, &[&sl], c.clone(), Some("b"));
+    assert_eq!(known.len(), 3);
+    assert_eq!(known.get(&external), Some(&lb("10.1.0.2:8080")));
+    let unknown = with_node_ports(&s, &[&sl], c, None);
+    assert_eq!(unknown.len(), 2);
+    assert!(!unknown.contains_key(&external));
 }
