@@ -264,8 +264,15 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
             store.clone(),
             lb,
             config.locality.clone(),
-            writes,
+            writes.clone(),
         ));
+        // Twenty unrelated Services, so a change that recomputed every service would
+        // show in the write count below.
+        for i in 0..20u8 {
+            let name = format!("other-{i}");
+            create_service(&store, &name, Ipv4Addr::new(10, 96, 1, i), json!({})).await;
+            set_slice(&store, &name, &[(9, true, "", "")]).await;
+        }
 
         create_service(&store, "web", WEB, json!({})).await;
         set_slice(&store, "web", &[(9, true, "", "")]).await;
@@ -300,6 +307,14 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
         wait_only("weight 0 takes v1 out", WEB, &[2, 3, 4]).await;
         let counts = tally(WEB, 1_000);
         assert!(!counts.contains_key(&1), "v1 still chosen: {counts:?}");
+
+        // A backend's slice change recomputes its root (and itself), nothing else.
+        let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+        set_slice(&store, "web-v2", &[(2, true, "", ""), (3, true, "", "")]).await;
+        wait_exactly("the root follows its backend's slice", WEB, &[2, 3]).await;
+        let cost = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+        eprintln!("map writes for a backend slice change among 23 services: {cost}");
+        assert!(cost < 20, "one backend change touched more than two services: {cost}");
 
         // v2 scaled to nothing: the root's own endpoints, then back.
         set_slice(&store, "web-v2", &[]).await;
