@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bus_schema::drover::TrafficSplit;
 use drover_bpf::{Backend, Loader, Protocol, Service as LbService, ServiceKey};
 use drover_store::{ListOptions, Store, StoreError, WatchEvent, WatchOptions, object};
 use futures::StreamExt;
-use bus_schema::drover::TrafficSplit;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
@@ -188,7 +188,8 @@ pub fn candidates(slices: &[&EndpointSlice], name: &str, proto: Protocol) -> Vec
     let mut out = Vec::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let target = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or("") == name && protocol(p.protocol.as_deref()) == Some(proto)
+            p.name.as_deref().unwrap_or("") == name
+                && protocol(p.protocol.as_deref()) == Some(proto)
         });
         let Some(target) = target
             .and_then(|p| p.port)
@@ -441,7 +442,11 @@ impl State {
     }
 }
 
-fn remove_from(index: &mut HashMap<ServiceRef, BTreeSet<ServiceRef>>, at: &ServiceRef, k: &ServiceRef) {
+fn remove_from(
+    index: &mut HashMap<ServiceRef, BTreeSet<ServiceRef>>,
+    at: &ServiceRef,
+    k: &ServiceRef,
+) {
     if let Some(set) = index.get_mut(at) {
         set.remove(k);
         if set.is_empty() {

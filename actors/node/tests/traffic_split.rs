@@ -200,7 +200,10 @@ async fn set_slice(store: &Store, svc: &str, endpoints: &[(u8, bool, &str, &str)
     }))
     .unwrap();
     let api = store.api::<EndpointSlice>();
-    match api.get(Some("default"), s.metadata.name.as_deref().unwrap()).await {
+    match api
+        .get(Some("default"), s.metadata.name.as_deref().unwrap())
+        .await
+    {
         Ok(cur) => {
             s.metadata.resource_version = cur.metadata.resource_version;
             api.update(&s).await.unwrap();
@@ -289,7 +292,12 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
 
         // 90/10 between a one-endpoint and a three-endpoint service.
         set_split(&store, "canary", "web", &[("web-v1", 90), ("web-v2", 10)]).await;
-        wait_only("the split replaces the root's endpoints", WEB, &[1, 2, 3, 4]).await;
+        wait_only(
+            "the split replaces the root's endpoints",
+            WEB,
+            &[1, 2, 3, 4],
+        )
+        .await;
         let counts = tally(WEB, 10_000);
         let v1 = counts.get(&1).copied().unwrap_or(0);
         let share = v1 as f64 / 10_000.0;
@@ -299,7 +307,10 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
             "v1 got {share:.4} of new connections, want 0.90 +- 0.03: {counts:?}"
         );
         for id in [2, 3, 4] {
-            assert!(counts.contains_key(&id), "v2 endpoint {id} never chosen: {counts:?}");
+            assert!(
+                counts.contains_key(&id),
+                "v2 endpoint {id} never chosen: {counts:?}"
+            );
         }
 
         // 0/100 moves every new connection to v2.
@@ -314,7 +325,10 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
         wait_exactly("the root follows its backend's slice", WEB, &[2, 3]).await;
         let cost = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
         eprintln!("map writes for a backend slice change among 23 services: {cost}");
-        assert!(cost < 20, "one backend change touched more than two services: {cost}");
+        assert!(
+            cost < 20,
+            "one backend change touched more than two services: {cost}"
+        );
 
         // v2 scaled to nothing: the root's own endpoints, then back.
         set_slice(&store, "web-v2", &[]).await;
@@ -361,14 +375,24 @@ fn a_traffic_split_weights_new_connections_per_backend_service() {
             &[(2, true, "", ""), (3, true, "", ""), (4, true, "", "")],
         )
         .await;
-        set_split(&store, "sticky", "sticky", &[("web-v1", 50), ("web-v2", 50)]).await;
+        set_split(
+            &store,
+            "sticky",
+            "sticky",
+            &[("web-v1", 50), ("web-v2", 50)],
+        )
+        .await;
         let started = Instant::now();
         while ask(STICKY).is_err() {
             assert!(started.elapsed() < GUARD, "the sticky split never routed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let counts = tally(STICKY, 200);
-        assert_eq!(counts.len(), 1, "affinity broken across the split: {counts:?}");
+        assert_eq!(
+            counts.len(),
+            1,
+            "affinity broken across the split: {counts:?}"
+        );
 
         task.abort();
         let _ = task.await;
@@ -396,7 +420,13 @@ fn topology_hints_keep_traffic_on_the_node_or_zone_and_fall_back() {
         let task = tokio::spawn(proxy::run_at(store.clone(), lb, here, Default::default()));
 
         // PreferClose: zone hints only (1 in z1 on node-b, 2 in z2).
-        create_service(&store, "near", WEB, json!({"trafficDistribution": "PreferClose"})).await;
+        create_service(
+            &store,
+            "near",
+            WEB,
+            json!({"trafficDistribution": "PreferClose"}),
+        )
+        .await;
         set_slice(&store, "near", &[(1, true, "z1", ""), (2, true, "z2", "")]).await;
         wait_only("same zone", WEB, &[1]).await;
         set_slice(&store, "near", &[(1, false, "z1", ""), (2, true, "z2", "")]).await;
@@ -406,24 +436,41 @@ fn topology_hints_keep_traffic_on_the_node_or_zone_and_fall_back() {
         set_slice(
             &store,
             "near",
-            &[(1, true, "z1", "node-b"), (2, true, "z2", "node-c"), (3, true, "z1", "node-a")],
+            &[
+                (1, true, "z1", "node-b"),
+                (2, true, "z2", "node-c"),
+                (3, true, "z1", "node-a"),
+            ],
         )
         .await;
         wait_only("same node", WEB, &[3]).await;
         set_slice(
             &store,
             "near",
-            &[(1, true, "z1", "node-b"), (2, true, "z2", "node-c"), (3, false, "z1", "node-a")],
+            &[
+                (1, true, "z1", "node-b"),
+                (2, true, "z2", "node-c"),
+                (3, false, "z1", "node-a"),
+            ],
         )
         .await;
         wait_only("the node's endpoint gone: same zone", WEB, &[1]).await;
         set_slice(
             &store,
             "near",
-            &[(1, true, "", ""), (2, true, "z2", "node-c"), (3, true, "z1", "node-a")],
+            &[
+                (1, true, "", ""),
+                (2, true, "z2", "node-c"),
+                (3, true, "z1", "node-a"),
+            ],
         )
         .await;
-        wait_exactly("one ready endpoint without hints: every endpoint", WEB, &[1, 2, 3]).await;
+        wait_exactly(
+            "one ready endpoint without hints: every endpoint",
+            WEB,
+            &[1, 2, 3],
+        )
+        .await;
         task.abort();
         let _ = task.await;
     });

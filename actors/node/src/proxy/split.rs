@@ -84,10 +84,20 @@ pub fn endpoint_weights(groups: &[(u32, usize)], seed: u64) -> Vec<Vec<u32>> {
     }
     let each: Vec<u128> = groups
         .iter()
-        .map(|&(w, n)| if live(w, n) { u128::from(w) * lcm / n as u128 } else { 0 })
+        .map(|&(w, n)| {
+            if live(w, n) {
+                u128::from(w) * lcm / n as u128
+            } else {
+                0
+            }
+        })
         .collect();
     let g = each.iter().fold(0, |g, e| gcd(g, *e)).max(1);
-    let slots: u128 = groups.iter().zip(&each).map(|((_, n), e)| *n as u128 * e / g).sum();
+    let slots: u128 = groups
+        .iter()
+        .zip(&each)
+        .map(|((_, n), e)| *n as u128 * e / g)
+        .sum();
     // `lcm` past MAX_SLOTS stopped early (not a multiple of every count), and would
     // need more slots than there are anyway.
     if lcm <= MAX_SLOTS as u128 && slots <= MAX_SLOTS as u128 {
@@ -106,7 +116,13 @@ pub fn endpoint_weights(groups: &[(u32, usize)], seed: u64) -> Vec<Vec<u32>> {
     let max = MAX_SLOTS as u128;
     let mut per_group: Vec<u128> = groups
         .iter()
-        .map(|&(w, n)| if live(w, n) { u128::from(w) * max / sum } else { 0 })
+        .map(|&(w, n)| {
+            if live(w, n) {
+                u128::from(w) * max / sum
+            } else {
+                0
+            }
+        })
         .collect();
     let mut left = max - per_group.iter().sum::<u128>();
     let mut by_remainder: Vec<usize> = (0..groups.len())
@@ -209,7 +225,10 @@ pub fn desired(
         let sizes: Vec<(u32, usize)> = groups.iter().map(|(w, e)| (*w, e.len())).collect();
         // An endpoint in two backends (overlapping selectors) gets both shares.
         let mut weights: BTreeMap<SocketAddrV4, u32> = BTreeMap::new();
-        for ((_, eps), ws) in groups.iter().zip(endpoint_weights(&sizes, seed_of(&here.node))) {
+        for ((_, eps), ws) in groups
+            .iter()
+            .zip(endpoint_weights(&sizes, seed_of(&here.node)))
+        {
             for (addr, w) in eps.iter().zip(ws) {
                 let e = weights.entry(*addr).or_default();
                 *e = e.saturating_add(w);

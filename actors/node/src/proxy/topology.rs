@@ -81,7 +81,7 @@ pub fn usable(candidates: &[Candidate], here: &Locality) -> BTreeSet<SocketAddrV
     let zone = here.zone.as_deref().unwrap_or("");
     let keep = |c: &Candidate| match m {
         Mode::All => true,
-        Mode::SameNode => c.for_nodes.iter().any(|n| *n == here.node),
+        Mode::SameNode => c.for_nodes.contains(&here.node),
         Mode::SameZone => c.for_zones.iter().any(|z| z == zone),
     };
     let ready: BTreeSet<SocketAddrV4> = candidates

@@ -3,28 +3,67 @@ use drover_bpf::{MAX_SLOTS, ServiceKey, layout};
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 
+/// A backend Service's (weight, number of endpoints).
+type Group = (u32, usize);
+
+/// A backend of a split case: weight, the Service, its slices.
+type Backend = (u32, Option<Service>, Vec<EndpointSlice>);
+
 #[test]
 fn endpoint_weights_table() {
-    let cases: &[(&str, &[(u32, usize)], u64, &[&[u32]])] = &[
+    /// What the case shows, the groups, the seed, the weights per group.
+    type Case<'a> = (&'a str, &'a [Group], u64, &'a [&'a [u32]]);
+    let cases: &[Case] = &[
         ("one service", &[(1, 3)], 0, &[&[1, 1, 1]]),
-        ("90/10 over 1 and 3 endpoints", &[(90, 1), (10, 3)], 0, &[&[27], &[1, 1, 1]]),
-        ("50/50 over 2 and 3", &[(50, 2), (50, 3)], 0, &[&[3, 3], &[2, 2, 2]]),
-        ("weight 0 gets nothing", &[(0, 2), (100, 4)], 0, &[&[0, 0], &[1, 1, 1, 1]]),
-        ("no endpoints gets nothing", &[(90, 0), (10, 2)], 0, &[&[], &[1, 1]]),
+        (
+            "90/10 over 1 and 3 endpoints",
+            &[(90, 1), (10, 3)],
+            0,
+            &[&[27], &[1, 1, 1]],
+        ),
+        (
+            "50/50 over 2 and 3",
+            &[(50, 2), (50, 3)],
+            0,
+            &[&[3, 3], &[2, 2, 2]],
+        ),
+        (
+            "weight 0 gets nothing",
+            &[(0, 2), (100, 4)],
+            0,
+            &[&[0, 0], &[1, 1, 1, 1]],
+        ),
+        (
+            "no endpoints gets nothing",
+            &[(90, 0), (10, 2)],
+            0,
+            &[&[], &[1, 1]],
+        ),
         ("nothing live", &[(0, 2), (5, 0)], 0, &[&[0, 0], &[]]),
-        ("large weights reduce", &[(u32::MAX, 7), (u32::MAX, 11)], 0, &[&[11; 7], &[7; 11]]),
+        (
+            "large weights reduce",
+            &[(u32::MAX, 7), (u32::MAX, 11)],
+            0,
+            &[&[11; 7], &[7; 11]],
+        ),
         // 37 and 41 need 1517 slots for exact: 512 each, 512 = 37 * 13 + 31 = 41 * 12 + 20.
         (
             "too many slots for exact: the slots themselves",
             &[(1, 37), (1, 41)],
             0,
-            &[&[&[14u32; 31][..], &[13; 6]].concat(), &[&[13u32; 20][..], &[12; 21]].concat()],
+            &[
+                &[&[14u32; 31][..], &[13; 6]].concat(),
+                &[&[13u32; 20][..], &[12; 21]].concat(),
+            ],
         ),
         (
             "the seed moves which endpoints get the extra slot",
             &[(1, 37), (1, 41)],
             1,
-            &[&[&[13u32][..], &[14; 31], &[13; 5]].concat(), &[&[12u32][..], &[13; 20], &[12; 20]].concat()],
+            &[
+                &[&[13u32][..], &[14; 31], &[13; 5]].concat(),
+                &[&[12u32][..], &[13; 20], &[12; 20]].concat(),
+            ],
         ),
         (
             "fewer slots than endpoints: one each to as many as fit",
@@ -61,7 +100,7 @@ fn slot_shares(groups: &[(u32, usize)]) -> Vec<f64> {
 
 #[test]
 fn slot_layout_keeps_the_split_within_one_percent() {
-    let cases: &[(&[(u32, usize)], &[f64])] = &[
+    let cases: &[(&[Group], &[f64])] = &[
         (&[(90, 1), (10, 3)], &[0.9, 0.1]),
         (&[(90, 3), (10, 1)], &[0.9, 0.1]),
         (&[(90, 7), (10, 13)], &[0.9, 0.1]),
@@ -75,7 +114,10 @@ fn slot_layout_keeps_the_split_within_one_percent() {
     for (groups, want) in cases {
         let got = slot_shares(groups);
         for (g, w) in got.iter().zip(*want) {
-            assert!((g - w).abs() < 0.01, "{groups:?}: shares {got:?}, want {want:?}");
+            assert!(
+                (g - w).abs() < 0.01,
+                "{groups:?}: shares {got:?}, want {want:?}"
+            );
         }
     }
 }
@@ -94,7 +136,9 @@ fn ts(name: &str, created: &str) -> TrafficSplit {
 
 #[test]
 fn the_oldest_split_wins_then_the_name() {
-    let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+    /// Splits as (name, creationTimestamp), and the one that wins.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: &[Case] = &[
         (&[], None),
         (&[("b", "2026-01-01T00:00:00Z")], Some("b")),
         (
@@ -128,7 +172,8 @@ fn slice(service: &str, net: u8, ns: &[u8], zone: Option<&str>) -> EndpointSlice
     let eps: Vec<Value> = ns
         .iter()
         .map(|n| {
-            let mut e = json!({"addresses": [format!("10.1.{net}.{n}")], "conditions": {"ready": true}});
+            let mut e =
+                json!({"addresses": [format!("10.1.{net}.{n}")], "conditions": {"ready": true}});
             if let Some(z) = zone {
                 e["hints"] = json!({"forZones": [{"name": z}]});
             }
@@ -153,7 +198,14 @@ fn http_port() -> Value {
 /// Backends wanted at root port 80: (address, weight).
 type Want = Vec<(&'static str, u32)>;
 
-fn check(what: &str, root: &Service, root_slices: &[EndpointSlice], backends: &[(u32, Option<Service>, Vec<EndpointSlice>)], here: &Locality, want: Want) {
+fn check(
+    what: &str,
+    root: &Service,
+    root_slices: &[EndpointSlice],
+    backends: &[Backend],
+    here: &Locality,
+    want: Want,
+) {
     let rs: Vec<&EndpointSlice> = root_slices.iter().collect();
     let bs: Vec<SplitBackend<'_>> = backends
         .iter()
@@ -169,7 +221,9 @@ fn check(what: &str, root: &Service, root_slices: &[EndpointSlice], backends: &[
         port: 80,
         proto: drover_bpf::Protocol::Tcp,
     };
-    let entry = got.get(&key).unwrap_or_else(|| panic!("{what}: no entry in {got:?}"));
+    let entry = got
+        .get(&key)
+        .unwrap_or_else(|| panic!("{what}: no entry in {got:?}"));
     let backends: Vec<(String, u32)> = entry
         .backends
         .iter()
@@ -187,12 +241,23 @@ fn split_desired_table() {
     let v2 = Some(svc("v2", "10.96.0.52", http_port()));
     // v3 names its port differently and uses 8000: matched by number? no (80 != 8000),
     // by name? no: it takes no share.
-    let v3 = Some(svc("v3", "10.96.0.53", json!([{"name": "web", "port": 8000}])));
+    let v3 = Some(svc(
+        "v3",
+        "10.96.0.53",
+        json!([{"name": "web", "port": 8000}]),
+    ));
     // v4's port 80 is unnamed: matched by number.
-    let v4 = Some(svc("v4", "10.96.0.54", json!([{"name": "admin", "port": 80}])));
+    let v4 = Some(svc(
+        "v4",
+        "10.96.0.54",
+        json!([{"name": "admin", "port": 80}]),
+    ));
     let nowhere = Locality::default();
-    let z1 = Locality { node: "n".into(), zone: Some("z1".into()) };
-    let cases: Vec<(&str, Vec<(u32, Option<Service>, Vec<EndpointSlice>)>, &Locality, Want)> = vec![
+    let z1 = Locality {
+        node: "n".into(),
+        zone: Some("z1".into()),
+    };
+    let cases: Vec<(&str, Vec<Backend>, &Locality, Want)> = vec![
         (
             "90/10 over one and three endpoints",
             vec![
@@ -200,7 +265,12 @@ fn split_desired_table() {
                 (10, v2.clone(), vec![slice("v2", 2, &[1, 2, 3], None)]),
             ],
             &nowhere,
-            vec![("10.1.1.1:8080", 27), ("10.1.2.1:8080", 1), ("10.1.2.2:8080", 1), ("10.1.2.3:8080", 1)],
+            vec![
+                ("10.1.1.1:8080", 27),
+                ("10.1.2.1:8080", 1),
+                ("10.1.2.2:8080", 1),
+                ("10.1.2.3:8080", 1),
+            ],
         ),
         (
             "weight 0 removes a backend",
@@ -274,11 +344,23 @@ fn split_desired_table() {
         (
             "topology applies within each backend",
             vec![
-                (50, v1.clone(), vec![slice("v1", 1, &[1, 2], Some("z1")), slice("v1b", 5, &[1], Some("z2"))]),
+                (
+                    50,
+                    v1.clone(),
+                    vec![
+                        slice("v1", 1, &[1, 2], Some("z1")),
+                        slice("v1b", 5, &[1], Some("z2")),
+                    ],
+                ),
                 (50, v2.clone(), vec![slice("v2", 2, &[1, 2], Some("z2"))]),
             ],
             &z1,
-            vec![("10.1.1.1:8080", 1), ("10.1.1.2:8080", 1), ("10.1.2.1:8080", 1), ("10.1.2.2:8080", 1)],
+            vec![
+                ("10.1.1.1:8080", 1),
+                ("10.1.1.2:8080", 1),
+                ("10.1.2.1:8080", 1),
+                ("10.1.2.2:8080", 1),
+            ],
         ),
     ];
     for (what, backends, here, want) in cases {
@@ -292,7 +374,11 @@ fn a_split_keeps_the_roots_affinity_and_needs_its_vip() {
     root.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
     let v1 = svc("v1", "10.96.0.51", http_port());
     let sl = [slice("v1", 1, &[1], None)];
-    let b = [SplitBackend { weight: 1, service: Some(&v1), slices: sl.iter().collect() }];
+    let b = [SplitBackend {
+        weight: 1,
+        service: Some(&v1),
+        slices: sl.iter().collect(),
+    }];
     let got = desired(&root, &[], &b, &Locality::default());
     let entry = got.values().next().unwrap();
     assert_eq!(entry.affinity, Some(std::time::Duration::from_secs(10800)));

@@ -31,7 +31,10 @@ fn check(what: &str, cands: &[Candidate], at: &Locality, mode_want: Mode, want: 
 #[test]
 fn topology_table() {
     let a = here("node-a", Some("z1"));
-    let cases: Vec<(&str, Vec<Candidate>, Locality, Mode, Vec<u8>)> = vec![
+    /// What the case shows, the endpoints, where the proxy runs, the mode and the
+    /// endpoints (last octets) expected.
+    type Case = (&'static str, Vec<Candidate>, Locality, Mode, Vec<u8>);
+    let cases: Vec<Case> = vec![
         (
             "no hints: every ready endpoint",
             vec![ep(1, true, &[], &[]), ep(2, true, &[], &[])],
@@ -66,7 +69,11 @@ fn topology_table() {
         ),
         (
             "a not-ready endpoint without a hint does not matter",
-            vec![ep(1, true, &["z1"], &[]), ep(2, true, &["z2"], &[]), ep(3, false, &[], &[])],
+            vec![
+                ep(1, true, &["z1"], &[]),
+                ep(2, true, &["z2"], &[]),
+                ep(3, false, &[], &[]),
+            ],
             a.clone(),
             Mode::SameZone,
             vec![1],
@@ -111,17 +118,17 @@ fn topology_table() {
         ),
         (
             "node hints missing on one endpoint: zone decides",
-            vec![
-                ep(1, true, &["z2"], &["node-a"]),
-                ep(2, true, &["z1"], &[]),
-            ],
+            vec![ep(1, true, &["z2"], &["node-a"]), ep(2, true, &["z1"], &[])],
             a.clone(),
             Mode::SameZone,
             vec![2],
         ),
         (
             "unknown locality (empty node name) matches no hint",
-            vec![ep(1, true, &["z1"], &[""]), ep(2, true, &["z2"], &["node-b"])],
+            vec![
+                ep(1, true, &["z1"], &[""]),
+                ep(2, true, &["z2"], &["node-b"]),
+            ],
             Locality::default(),
             Mode::All,
             vec![1, 2],
@@ -133,13 +140,7 @@ fn topology_table() {
             Mode::All,
             vec![1, 2],
         ),
-        (
-            "nothing at all",
-            vec![],
-            a.clone(),
-            Mode::All,
-            vec![],
-        ),
+        ("nothing at all", vec![], a.clone(), Mode::All, vec![]),
     ];
     for (what, cands, at, m, want) in cases {
         check(what, &cands, &at, m, &want);
