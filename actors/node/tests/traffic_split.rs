@@ -475,3 +475,57 @@ fn topology_hints_keep_traffic_on_the_node_or_zone_and_fall_back() {
         let _ = task.await;
     });
 }
+
+#[test]
+fn the_agent_gives_its_proxy_the_nodes_name_and_zone() {
+    if !netns::enter("the_agent_gives_its_proxy_the_nodes_name_and_zone") {
+        return;
+    }
+    backends(&[7, 8]);
+    let f = Fixture::new("agent");
+    block_on(async {
+        let nats = TestNats::start().await;
+        let store = Store::new(nats.client().await, StoreConfig::default())
+            .await
+            .unwrap();
+        let runtime = Arc::new(drover_node::hollow::HollowRuntime::seeded(
+            drover_node::HollowConfig::default(),
+            7,
+        ));
+        let mut config = drover_node::AgentConfig::new("node-a");
+        config.identity.zone = Some("z1".into());
+        config.capacity = Some(drover_node::node::Capacity {
+            cpu_millis: 4000,
+            memory_bytes: 8 << 30,
+            ephemeral_storage_bytes: 100 << 30,
+            pods: 110,
+        });
+        // The locality left empty here: the agent fills it from its identity.
+        config.proxy = Some(f.config(Locality::default()));
+        let agent = drover_node::NodeAgent::start(store.clone(), runtime, config)
+            .await
+            .unwrap();
+        create_service(
+            &store,
+            "near",
+            WEB,
+            json!({"trafficDistribution": "PreferSameNode"}),
+        )
+        .await;
+        set_slice(
+            &store,
+            "near",
+            &[(7, true, "z1", "node-a"), (8, true, "z2", "node-b")],
+        )
+        .await;
+        wait_exactly("this node's endpoint only", WEB, &[7]).await;
+        set_slice(
+            &store,
+            "near",
+            &[(7, true, "z2", "node-c"), (8, true, "z1", "node-b")],
+        )
+        .await;
+        wait_exactly("this zone's endpoint only", WEB, &[8]).await;
+        agent.stop().await;
+    });
+}
