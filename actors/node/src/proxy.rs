@@ -1,6 +1,9 @@
-//! The service proxy (kube-proxy's role, over eBPF): follows Services and
-//! EndpointSlices (discovery.k8s.io/v1) cluster-wide through the store and keeps the
-//! maps of [`drover_bpf::Loader`] equal to them, one Service at a time.
+//! The service proxy (kube-proxy's role, over eBPF): follows Services,
+//! EndpointSlices (discovery.k8s.io/v1) and TrafficSplits (drover.io/v1) cluster-wide
+//! through the store and keeps the maps of [`drover_bpf::Loader`] equal to them, one
+//! Service at a time. Topology hints narrow a Service's endpoints for this node
+//! ([`topology`]); a TrafficSplit gives its root Service the weighted endpoints of its
+//! backend Services ([`split`]).
 //!
 //! The decisions are I/O-free: [`desired`] turns one Service and its slices into the
 //! map entries it needs (one per port: VIP, port, protocol -> backends and affinity),
