@@ -194,7 +194,15 @@ impl NodeAgent {
         // Load the service proxy before starting any task, so a failure leaves nothing
         // running; its pins survive a restart, so services keep working meanwhile.
         let proxy = match &config.proxy {
-            Some(p) => Some((crate::proxy::start(p)?, p.clone())),
+            Some(p) => {
+                // Topology-aware routing matches hints against this node.
+                let mut p = p.clone();
+                p.locality = crate::proxy::topology::Locality {
+                    node: config.identity.name.clone(),
+                    zone: config.identity.zone.clone(),
+                };
+                Some((crate::proxy::start(&p)?, p))
+            }
             None => None,
         };
 
