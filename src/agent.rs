@@ -42,6 +42,28 @@ pub struct NodeArgs {
     /// process through cgroup programs and blackholes 10.96.0.0/12).
     #[arg(long)]
     pub no_service_proxy: bool,
+    /// The cgroup v2 the service proxy's programs attach to (default: the cgroup2 root,
+    /// so every process's sockets are translated).
+    #[arg(long, value_name = "PATH")]
+    pub proxy_cgroup: Option<PathBuf>,
+    /// Where the service proxy pins its BPF maps, programs and links (a bpffs dir).
+    #[arg(long, value_name = "PATH", default_value = drover_bpf::DEFAULT_PIN_DIR)]
+    pub bpf_pin_dir: PathBuf,
+    /// The cgroup pods' cgroups are created under (the kubelet's `--cgroup-root`).
+    #[arg(long, value_name = "PATH", default_value = drover_node::podspec::DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: String,
+    /// The nameserver pods get in resolv.conf (`dnsPolicy: ClusterFirst`), the
+    /// kube-dns Service's ClusterIP (default: the tenth address of the service CIDR,
+    /// 10.96.0.10). Needs the service proxy.
+    #[arg(long, value_name = "IP")]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Run no node-local DNS server (by default each agent serves the cluster zone on
+    /// its pod gateway address and is an endpoint of kube-system/kube-dns).
+    #[arg(long)]
+    pub no_node_dns: bool,
+    /// The cluster domain DNS serves and pods search.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// The interfaces NodePort traffic from outside arrives on (comma-separated; the
     /// proxy attaches tcx programs there). Default: the interfaces of the default route;
     /// an empty value attaches none (nodePorts then reach only from the node itself).
@@ -129,9 +151,14 @@ impl NodeHandle {
         config.data_dir = data_dir;
         config.identity.address = args.node_address.clone();
         config.identity.taints = args.register_with_taints.clone();
+        config.cgroup_root = args.cgroup_root.clone();
         if !args.no_service_proxy {
             match drover_node::proxy::ProxyConfig::host() {
                 Ok(mut p) => {
+                    p.pin_dir = args.bpf_pin_dir.clone();
+                    if let Some(cg) = &args.proxy_cgroup {
+                        p.cgroup = cg.clone();
+                    }
                     p.nodeport_interfaces = args.nodeport_interfaces.clone();
                     config.proxy = Some(p);
                 }
@@ -139,6 +166,17 @@ impl NodeHandle {
                     host.stop().await;
                     return Err(e).context("configuring the service proxy");
                 }
+            }
+            // Pods resolve through the kube-dns VIP, which only the proxy translates.
+            let dns_ip = args.cluster_dns.or_else(|| {
+                drover_node::dns::cluster_dns_ip(drover_node::proxy::DEFAULT_SERVICE_CIDR)
+            });
+            config.cluster_dns = dns_ip.map(|ip| ip.to_string()).into_iter().collect();
+            if !args.no_node_dns {
+                config.node_dns = Some(drover_node::dns::NodeDnsConfig {
+                    zone: args.cluster_domain.clone(),
+                    ..Default::default()
+                });
             }
         }
         let agent = match NodeAgent::start(store, runtime, config).await {

@@ -83,9 +83,6 @@ struct UpArgs {
     /// 127.0.0.1:5353. Off when absent.
     #[arg(long, value_name = "ADDR:PORT")]
     dns_address: Option<std::net::SocketAddr>,
-    /// The cluster domain the DNS server is authoritative for.
-    #[arg(long, default_value = "cluster.local")]
-    cluster_domain: String,
     #[command(flatten)]
     node: agent::NodeArgs,
 }
@@ -162,7 +159,7 @@ pub(crate) fn default_data_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/drover"))
 }
 
-async fn up(args: UpArgs) -> Result<()> {
+async fn up(mut args: UpArgs) -> Result<()> {
     let started = Instant::now();
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -229,7 +226,7 @@ async fn up(args: UpArgs) -> Result<()> {
                 store.clone(),
                 drover_dns::DnsConfig {
                     listen,
-                    zone: args.cluster_domain.clone(),
+                    zone: args.node.cluster_domain.clone(),
                 },
             )
             .await
@@ -247,6 +244,15 @@ async fn up(args: UpArgs) -> Result<()> {
         Box::new(drover_gateway::auth::MastersOnly),
     ));
     drover_gateway::admission::configure_service_cidr(&args.service_cluster_ip_range)?;
+    // The cluster DNS Service (kube-system/kube-dns) at the range's tenth address; each
+    // node agent publishes its own DNS server as an endpoint.
+    let dns_ip = drover_node::dns::cluster_dns_ip(&args.service_cluster_ip_range);
+    if let Some(ip) = dns_ip {
+        ensure_kube_dns(&store, ip).await;
+    }
+    if args.node.cluster_dns.is_none() {
+        args.node.cluster_dns = dns_ip;
+    }
     let bind = std::net::SocketAddr::new(args.api_address, args.api_port);
     let gateway = drover_gateway::Gateway::start(
         store.clone(),
@@ -328,4 +334,28 @@ async fn up(args: UpArgs) -> Result<()> {
         s.shutdown().await;
     }
     result
+}
+
+/// Creates the kube-dns Service unless it exists (through admission, so its ClusterIP is
+/// taken in the allocator). A failure is logged: the cluster runs without DNS.
+async fn ensure_kube_dns(store: &drover_store::Store, ip: std::net::Ipv4Addr) {
+    let kind = bus_schema::kinds::of::<k8s_openapi::api::core::v1::Service>();
+    match store
+        .get(
+            kind,
+            Some(drover_node::dns::SERVICE_NAMESPACE),
+            drover_node::dns::SERVICE_NAME,
+        )
+        .await
+    {
+        Ok(_) => return,
+        Err(drover_store::StoreError::NotFound { .. }) => {}
+        Err(error) => {
+            tracing::warn!(message = "reading the kube-dns Service failed", %error);
+            return;
+        }
+    }
+    if let Err(error) = drover_admission::create(store, kind, drover_node::dns::service(ip)).await {
+        tracing::warn!(message = "creating the kube-dns Service failed", %error);
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Up;
+use common::{Up, kubectl, ok};
 use drover_node::containerd::ContainerdPaths;
 use drover_testkit::free_port;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -39,26 +39,6 @@ impl Drop for Purge {
     fn drop(&mut self) {
         drover_node::host::purge(&self.0);
     }
-}
-
-fn kubectl(kubeconfig: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl on PATH (scripts/setup)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(kubeconfig: &str, args: &[&str]) -> String {
-    let (code, out, err) = kubectl(kubeconfig, args);
-    assert_eq!(code, 0, "kubectl {args:?}: {out}\n{err}");
-    out
 }
 
 async fn scenario() {

@@ -189,6 +189,25 @@ async fn kubectl_validates_through_the_server_and_explains_from_openapi_v3() {
     let got: serde_json::Value =
         serde_json::from_str(&c.ok(&["get", "ts", "canary", "-o", "json"])).unwrap();
     assert_eq!(got["spec"]["backends"][0]["weight"], 50);
+
+    // A bad split: a 422 Status whose causes name every bad field; nothing stored.
+    let bad = c.write(
+        "bad-split.yaml",
+        "apiVersion: drover.io/v1\nkind: TrafficSplit\nmetadata:\n  name: bad\nspec:\n  service: Web\n  backends:\n  - {service: web-v1, weight: -1}\n  - {service: web-v1, weight: 1}\n",
+    );
+    let (ok, _, err) = c.kubectl(&["apply", "-f", &bad, "-v=6"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains(" 422 "), "{err}");
+    for want in [
+        r#"The TrafficSplit "bad" is invalid"#,
+        r#"spec.service: Invalid value: "Web""#,
+        "spec.backends[0].weight: Invalid value: -1",
+        r#"spec.backends[1].service: Duplicate value: "web-v1""#,
+    ] {
+        assert!(err.contains(want), "{want:?} missing:\n{err}");
+    }
+    let (ok, _, _) = c.kubectl(&["get", "ts", "bad"]);
+    assert!(!ok, "the bad split was stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

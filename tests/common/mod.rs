@@ -30,11 +30,17 @@ impl Up {
     /// `drover up` with its node agent (containerd, CNI): only inside fresh namespaces
     /// (`drover_testkit::netns::enter`).
     pub fn spawn_with_agent(args: &[&str]) -> Up {
+        // The proxy's programs would attach to the host's cgroup2 root, outside the
+        // test's namespaces.
+        let mut all = vec!["up", "--no-service-proxy"];
+        all.extend_from_slice(args);
+        Up::spawn_drover(&all)
+    }
+
+    /// `drover <args>` as a child process (any subcommand), its output collected like
+    /// `drover up`'s.
+    pub fn spawn_drover(args: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
-            .arg("up")
-            // The proxy's programs would attach to the host's cgroup2 root, outside
-            // the test's namespaces.
-            .arg("--no-service-proxy")
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -91,6 +97,12 @@ impl Up {
         }
     }
 
+    /// SIGKILL, and waits for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = Pid::from_raw(self.child.id().unwrap() as i32);
         kill(pid, Signal::SIGTERM).unwrap();
@@ -143,4 +155,26 @@ impl Running {
         let status = self.up.terminate().await;
         assert!(status.success(), "drover exit status {status}");
     }
+}
+
+/// Runs kubectl with `kubeconfig`: (exit code, stdout, stderr).
+pub fn kubectl(kubeconfig: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl on PATH (scripts/setup)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs kubectl and returns its stdout; panics unless it succeeds.
+pub fn ok(kubeconfig: &str, args: &[&str]) -> String {
+    let (code, out, err) = kubectl(kubeconfig, args);
+    assert_eq!(code, 0, "kubectl {args:?}: {out}\n{err}");
+    out
 }

@@ -394,3 +394,59 @@ async fn a_named_target_port_is_resolved_per_pod_and_selectorless_services_are_l
     );
     env.stop().await;
 }
+
+/// Whether every endpoint of `slice` carries exactly the hints `want` gives it.
+fn hinted(slice: &Value, want: impl Fn(&Value) -> Option<Value>) -> bool {
+    !eps(slice).is_empty()
+        && eps(slice)
+            .iter()
+            .all(|ep| ep.get("hints").cloned() == want(ep))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_distribution_and_topology_mode_give_endpoints_hints() {
+    let mut env = Env::start().await;
+    env.add_node(0, &[(ZONE, "zone-a")], &[]).await;
+    env.add_node(1, &[(ZONE, "zone-b")], &[]).await;
+    let container = json!({"name": "main", "image": "busybox"});
+    env.store
+        .create(
+            kind("apps", "deployments"),
+            deployment("near", 2, container),
+        )
+        .await
+        .unwrap();
+    let mut svc = service("near", json!(8080));
+    svc["spec"]["trafficDistribution"] = json!("PreferSameNode");
+    env.store.create(kind("", "services"), svc).await.unwrap();
+    let zone_and_node = |ep: &Value| {
+        Some(json!({"forZones": [{"name": ep["zone"]}], "forNodes": [{"name": ep["nodeName"]}]}))
+    };
+    one_slice(&env, "near", "node and zone hints", |s| {
+        ready_count(s) == 2 && hinted(s, zone_and_node)
+    })
+    .await;
+
+    let set = |f: fn(&mut Value)| edit(&env.store, kind("", "services"), Some(NS), "near", f);
+    set(|s| s["spec"]["trafficDistribution"] = json!("PreferClose")).await;
+    one_slice(&env, "near", "zone hints only", |s| {
+        hinted(s, |ep| Some(json!({"forZones": [{"name": ep["zone"]}]})))
+    })
+    .await;
+    set(|s| {
+        s["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("trafficDistribution");
+    })
+    .await;
+    one_slice(&env, "near", "no hints", |s| hinted(s, |_| None)).await;
+    set(|s| {
+        s["metadata"]["annotations"] = json!({"service.kubernetes.io/topology-mode": "Auto"});
+    })
+    .await;
+    one_slice(&env, "near", "zone hints for topology-mode Auto", |s| {
+        hinted(s, |ep| Some(json!({"forZones": [{"name": ep["zone"]}]})))
+    })
+    .await;
+}

@@ -85,7 +85,18 @@ pub struct AgentConfig {
     /// The eBPF service proxy ([`crate::proxy`]); `None` (the default, hollow agents)
     /// runs none. Real agents set it.
     pub proxy: Option<crate::proxy::ProxyConfig>,
+    /// The cgroup pods' cgroups are created under (`/kubepods`; tests use their own).
+    pub cgroup_root: String,
+    /// How long a deleted Service endpoint keeps serving after the EndpointSlices
+    /// marked it not ready, before SIGTERM ([`DEFAULT_ENDPOINT_DRAIN_DELAY`]).
+    pub endpoint_drain_delay: Duration,
+    /// The node-local cluster DNS server ([`crate::dns`]); `None` runs none.
+    pub node_dns: Option<crate::dns::NodeDnsConfig>,
 }
+
+/// Default [`AgentConfig::endpoint_drain_delay`]: a watch event reaches every node's
+/// proxy in milliseconds; the rest covers connections opened just before.
+pub const DEFAULT_ENDPOINT_DRAIN_DELAY: Duration = Duration::from_secs(1);
 
 impl AgentConfig {
     /// Defaults for a node named `node_name` on this machine.
@@ -114,6 +125,9 @@ impl AgentConfig {
             volume_resync_interval: pod::DEFAULT_VOLUME_RESYNC_INTERVAL,
             metrics_interval: crate::metrics::DEFAULT_METRICS_INTERVAL,
             proxy: None,
+            cgroup_root: crate::podspec::DEFAULT_CGROUP_ROOT.into(),
+            endpoint_drain_delay: DEFAULT_ENDPOINT_DRAIN_DELAY,
+            node_dns: None,
         }
     }
 }
@@ -136,6 +150,9 @@ pub enum AgentError {
     /// Nothing else was started.
     #[error("service proxy: {0}")]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// The node-local DNS server could not start.
+    #[error("node dns: {0}")]
+    Dns(#[from] crate::dns::NodeDnsError),
     /// Every node CIDR of the cluster CIDR is taken. Retryable once nodes are removed
     /// from the registry.
     #[error("no free pod cidr left in {cluster}")]
@@ -151,6 +168,7 @@ pub struct NodeAgent {
     node_name: String,
     pod_cidr: String,
     tasks: Vec<JoinHandle<()>>,
+    dns: Option<drover_dns::Dns>,
 }
 
 impl Drop for NodeAgent {
@@ -176,9 +194,18 @@ impl NodeAgent {
         // Load the service proxy before starting any task, so a failure leaves nothing
         // running; its pins survive a restart, so services keep working meanwhile.
         let proxy = match &config.proxy {
-            Some(p) => Some((crate::proxy::start(p)?, p.clone())),
+            Some(p) => {
+                // Topology-aware routing matches hints against this node.
+                let mut p = p.clone();
+                p.locality = crate::proxy::topology::Locality {
+                    node: config.identity.name.clone(),
+                    zone: config.identity.zone.clone(),
+                };
+                Some((crate::proxy::start(&p)?, p))
+            }
             None => None,
         };
+
         let config = Arc::new(config);
         let heartbeat = tokio::spawn(
             heartbeat(store.clone(), config.clone(), registered.clone()).instrument(span.clone()),
@@ -212,6 +239,29 @@ impl NodeAgent {
                 .instrument(span.clone()),
             ));
         }
+        // The node-local DNS last: nothing fallible follows it. A failure stops what
+        // was started above.
+        let dns = match &config.node_dns {
+            Some(d) => match crate::dns::start(
+                &store,
+                d,
+                &config.identity.name,
+                config.identity.zone.as_deref(),
+                &registered.pod_cidr,
+            )
+            .instrument(span.clone())
+            .await
+            {
+                Ok(dns) => Some(dns),
+                Err(e) => {
+                    for t in tasks {
+                        t.abort();
+                    }
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let ctx = Arc::new(PodCtx {
             store,
             runtime,
@@ -225,6 +275,8 @@ impl NodeAgent {
             capacity: registered.capacity,
             sync_interval: config.pod_sync_interval,
             volume_resync_interval: config.volume_resync_interval,
+            cgroup_root: config.cgroup_root.clone(),
+            endpoint_drain_delay: config.endpoint_drain_delay,
         });
         let pods = tokio::spawn(pod_loop(ctx).instrument(span));
         Ok(NodeAgent {
@@ -234,6 +286,7 @@ impl NodeAgent {
                 tasks.push(pods);
                 tasks
             },
+            dns,
         })
     }
 
@@ -252,6 +305,9 @@ impl NodeAgent {
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
+        }
+        if let Some(dns) = self.dns.take() {
+            dns.stop().await;
         }
     }
 }

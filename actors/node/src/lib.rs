@@ -30,6 +30,7 @@ pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod cri_runtime;
+pub mod dns;
 pub mod events;
 pub mod fleet;
 pub mod hollow;

@@ -40,6 +40,7 @@ use crate::runtime::{
     SandboxInfo, SandboxState,
 };
 
+mod drain;
 mod lifecycle;
 mod sources;
 
@@ -81,6 +82,13 @@ pub struct PodCtx {
     pub sync_interval: Duration,
     /// Refresh period of API-data volumes.
     pub volume_resync_interval: Duration,
+    /// The cgroup every pod's cgroup is created under ([`podspec::cgroup_parent`]).
+    pub cgroup_root: String,
+    /// How long a deleted pod that was a Service endpoint keeps serving after the
+    /// EndpointSlices stopped listing it as ready, before its containers get SIGTERM
+    /// (so every node's proxy has stopped sending it new connections; see
+    /// `pod/drain.rs`).
+    pub endpoint_drain_delay: Duration,
 }
 
 /// core/v1 Pod's kind.
@@ -416,7 +424,7 @@ async fn reconcile(ctx: &PodCtx, running: &mut Running, pod: Value) -> Result<In
                 labels: typed.metadata.labels.clone().unwrap_or_default(),
                 port_mappings: podspec::port_mappings(&spec),
                 dns: podspec::dns_config(&typed, &ctx.cluster_dns),
-                cgroup_parent: Some(podspec::cgroup_parent(qos, &uid)),
+                cgroup_parent: Some(podspec::cgroup_parent(&ctx.cgroup_root, qos, &uid)),
             };
             let sandbox = ctx.runtime.run_sandbox(&config).await?;
             running.sandbox = Some(sandbox.clone());

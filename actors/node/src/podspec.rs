@@ -461,13 +461,18 @@ pub fn oom_score_adj(qos: QosClass, memory_request_bytes: i64, memory_capacity_b
     }
 }
 
-/// The pod's cgroup parent (cgroupfs driver naming): Guaranteed pods sit directly under
-/// `/kubepods`, the others under their class.
-pub fn cgroup_parent(qos: QosClass, pod_uid: &str) -> String {
+/// The default root of every pod's cgroup ([`cgroup_parent`]), as the kubelet names it.
+pub const DEFAULT_CGROUP_ROOT: &str = "/kubepods";
+
+/// The pod's cgroup parent (cgroupfs driver naming) under `root` (`/kubepods` on a
+/// real node): Guaranteed pods sit directly under the root, the others under their
+/// class.
+pub fn cgroup_parent(root: &str, qos: QosClass, pod_uid: &str) -> String {
+    let root = root.trim_end_matches('/');
     match qos {
-        QosClass::Guaranteed => format!("/kubepods/pod{pod_uid}"),
-        QosClass::Burstable => format!("/kubepods/burstable/pod{pod_uid}"),
-        QosClass::BestEffort => format!("/kubepods/besteffort/pod{pod_uid}"),
+        QosClass::Guaranteed => format!("{root}/pod{pod_uid}"),
+        QosClass::Burstable => format!("{root}/burstable/pod{pod_uid}"),
+        QosClass::BestEffort => format!("{root}/besteffort/pod{pod_uid}"),
     }
 }
 

@@ -1,6 +1,9 @@
-//! The service proxy (kube-proxy's role, over eBPF): follows Services and
-//! EndpointSlices (discovery.k8s.io/v1) cluster-wide through the store and keeps the
-//! maps of [`drover_bpf::Loader`] equal to them, one Service at a time.
+//! The service proxy (kube-proxy's role, over eBPF): follows Services,
+//! EndpointSlices (discovery.k8s.io/v1) and TrafficSplits (drover.io/v1) cluster-wide
+//! through the store and keeps the maps of [`drover_bpf::Loader`] equal to them, one
+//! Service at a time. Topology hints narrow a Service's endpoints for this node
+//! ([`topology`]); a TrafficSplit gives its root Service the weighted endpoints of its
+//! backend Services ([`split`]).
 //!
 //! The decisions are I/O-free: [`desired`] turns one Service and its slices into the
 //! map entries it needs (one per port: VIP, port, protocol -> backends and affinity),
@@ -25,12 +28,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bus_schema::drover::TrafficSplit;
 use drover_bpf::{Backend, Loader, Protocol, Service as LbService, ServiceKey};
 use drover_store::{ListOptions, Store, StoreError, WatchEvent, WatchOptions, object};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
+
+pub mod split;
+pub mod topology;
+
+use topology::{Candidate, Locality};
 
 /// The label naming the Service a slice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -53,6 +62,9 @@ pub struct ProxyConfig {
     pub cgroup: PathBuf,
     /// The service CIDR that gets a blackhole route; `None` installs none.
     pub service_cidr: Option<String>,
+    /// This node's name and zone, for topology-aware routing; the agent fills it from
+    /// its `NodeIdentity`.
+    pub locality: Locality,
     /// The interfaces NodePort traffic from outside arrives on (the tcx programs run
     /// there); `None`: those of the default route.
     pub nodeport_interfaces: Option<Vec<String>>,
@@ -66,6 +78,7 @@ impl ProxyConfig {
             pin_dir: PathBuf::from(drover_bpf::DEFAULT_PIN_DIR),
             cgroup: cgroup2_root()?,
             service_cidr: Some(DEFAULT_SERVICE_CIDR.to_string()),
+            locality: Locality::default(),
             nodeport_interfaces: None,
         })
     }
@@ -128,27 +141,48 @@ fn protocol(p: Option<&str>) -> Option<Protocol> {
     }
 }
 
-/// The map entries of `svc` given the slices labelled with its name: one per port of
-/// a ClusterIP with an IPv4 address (not headless, not ExternalName). Backends are the
-/// ready endpoints of IPv4 slices, at the slice port of the same name and protocol;
-/// when a port has no ready endpoint, the serving and terminating ones (as kube-proxy
-/// does, so connections drain instead of failing during a rollout). An endpoint without
-/// `ready` counts as ready, as in kube-proxy. Sorted and deduplicated, so equal inputs
-/// give equal entries.
-pub fn desired(svc: &Service, slices: &[&EndpointSlice]) -> Desired {
-    let mut out = Desired::new();
-    let Some(spec) = &svc.spec else { return out };
+/// One port of a Service that the programs translate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// `spec.ports[].name` (empty when unnamed); slices name their ports alike.
+    pub name: String,
+    /// The service port.
+    pub port: u16,
+    /// TCP or UDP.
+    pub proto: Protocol,
+}
+
+/// The IPv4 ClusterIP of `svc` that the programs translate: none for ExternalName,
+/// headless (`None`) or IPv6-only Services.
+pub fn cluster_vip(svc: &Service) -> Option<Ipv4Addr> {
+    let spec = svc.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
-        return out;
+        return None;
     }
-    let Some(vip) = spec
-        .cluster_ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-    else {
-        return out;
+    spec.cluster_ip.as_deref()?.parse().ok()
+}
+
+/// The TCP and UDP ports of `svc` (SCTP and out-of-range ports are skipped).
+pub fn ports_of(svc: &Service) -> Vec<PortSpec> {
+    let Some(spec) = &svc.spec else {
+        return Vec::new();
     };
-    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+    spec.ports
+        .iter()
+        .flatten()
+        .filter_map(|sp| {
+            Some(PortSpec {
+                name: sp.name.clone().unwrap_or_default(),
+                port: u16::try_from(sp.port).ok()?,
+                proto: protocol(sp.protocol.as_deref())?,
+            })
+        })
+        .collect()
+}
+
+fn affinity_of(svc: &Service) -> Option<Duration> {
+    let spec = svc.spec.as_ref()?;
+    (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
         let secs = spec
             .session_affinity_config
             .as_ref()
@@ -158,51 +192,87 @@ pub fn desired(svc: &Service, slices: &[&EndpointSlice]) -> Desired {
             .filter(|s| *s > 0)
             .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS);
         Duration::from_secs(secs)
-    });
-    for sp in spec.ports.iter().flatten() {
-        let Some(proto) = protocol(sp.protocol.as_deref()) else {
+    })
+}
+
+/// The endpoints of IPv4 `slices` at the slice port named `name` with protocol
+/// `proto`, with their conditions and hints. An endpoint without `ready` counts as
+/// ready, as in kube-proxy.
+pub fn candidates(slices: &[&EndpointSlice], name: &str, proto: Protocol) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+        let target = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == name
+                && protocol(p.protocol.as_deref()) == Some(proto)
+        });
+        let Some(target) = target
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
             continue;
         };
-        let Ok(port) = u16::try_from(sp.port) else {
-            continue;
-        };
-        let name = sp.name.as_deref().unwrap_or("");
-        let mut ready = BTreeSet::new();
-        let mut terminating = BTreeSet::new();
-        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
-            let target = slice.ports.iter().flatten().find(|p| {
-                p.name.as_deref().unwrap_or("") == name
-                    && protocol(p.protocol.as_deref()) == Some(proto)
-            });
-            let Some(target) = target
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
+        for ep in slice.endpoints.iter().flatten() {
+            let Some(ip) = ep
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
             else {
                 continue;
             };
-            for ep in slice.endpoints.iter().flatten() {
-                let Some(ip) = ep
-                    .addresses
-                    .first()
-                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
-                else {
-                    continue;
-                };
-                let c = ep.conditions.as_ref();
-                let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
-                let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
-                let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-                let addr = SocketAddrV4::new(ip, target);
-                if is_ready {
-                    ready.insert(addr);
-                } else if serving && is_terminating {
-                    terminating.insert(addr);
-                }
-            }
+            let c = ep.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready).unwrap_or(true);
+            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let hints = ep.hints.as_ref();
+            out.push(Candidate {
+                addr: SocketAddrV4::new(ip, target),
+                ready,
+                serving_terminating: !ready && serving && terminating,
+                for_zones: hints
+                    .and_then(|h| h.for_zones.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|z| z.name.clone())
+                    .collect(),
+                for_nodes: hints
+                    .and_then(|h| h.for_nodes.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|n| n.name.clone())
+                    .collect(),
+            });
         }
-        let chosen = if ready.is_empty() { terminating } else { ready };
+    }
+    out
+}
+
+/// [`desired_at`] for a proxy that does not know its node: topology hints match
+/// nothing, so every endpoint is used.
+pub fn desired(svc: &Service, slices: &[&EndpointSlice]) -> Desired {
+    desired_at(svc, slices, &Locality::default())
+}
+
+/// The map entries of `svc` given the slices labelled with its name, for a proxy on
+/// `here`: one per port of a ClusterIP with an IPv4 address (not headless, not
+/// ExternalName). Backends are the ready endpoints of IPv4 slices at the slice port of
+/// the same name and protocol, narrowed by topology hints ([`topology`]); when a port
+/// has no ready endpoint, the serving and terminating ones (as kube-proxy does, so
+/// connections drain instead of failing during a rollout). Sorted and deduplicated, so
+/// equal inputs give equal entries.
+pub fn desired_at(svc: &Service, slices: &[&EndpointSlice], here: &Locality) -> Desired {
+    let mut out = Desired::new();
+    let Some(vip) = cluster_vip(svc) else {
+        return out;
+    };
+    let affinity = affinity_of(svc);
+    for sp in ports_of(svc) {
+        let chosen = topology::usable(&candidates(slices, &sp.name, sp.proto), here);
         out.insert(
-            ServiceKey { vip, port, proto },
+            ServiceKey {
+                vip,
+                port: sp.port,
+                proto: sp.proto,
+            },
             LbService {
                 backends: chosen
                     .into_iter()
@@ -247,9 +317,18 @@ pub fn reconcile(in_maps: &[ServiceKey], wanted: &Desired) -> Vec<Op> {
 /// The proxy's view of the cluster and what it applied, per Service.
 #[derive(Default)]
 struct State {
+    /// Where this proxy runs (topology hints are matched against it).
+    here: Locality,
     services: HashMap<ServiceRef, Service>,
     /// Slices by (namespace, slice name).
     slices: HashMap<ServiceRef, EndpointSlice>,
+    /// TrafficSplits by (namespace, split name).
+    splits: HashMap<ServiceRef, TrafficSplit>,
+    /// The splits naming each root Service.
+    splits_of_root: HashMap<ServiceRef, BTreeSet<ServiceRef>>,
+    /// The splits naming each Service as a backend: a change of that Service or its
+    /// slices recomputes those splits' roots, and nothing else.
+    splits_using: HashMap<ServiceRef, BTreeSet<ServiceRef>>,
     /// What is in the maps for each Service.
     applied: HashMap<ServiceRef, Desired>,
 }
@@ -266,14 +345,103 @@ impl State {
         v
     }
 
+    /// The split that applies to `root`, if any.
+    fn split_of(&self, root: &ServiceRef) -> Option<&TrafficSplit> {
+        let named: Vec<&TrafficSplit> = self
+            .splits_of_root
+            .get(root)?
+            .iter()
+            .filter_map(|k| self.splits.get(k))
+            .collect();
+        split::effective(&named)
+    }
+
     fn desired_of(&self, svc: &ServiceRef) -> Desired {
-        match self.services.get(svc) {
-            Some(s) => {
-                let slices = self.slices_of(svc);
-                // No node name here yet: externalTrafficPolicy Local acts as Cluster.
-                nodeport::with_node_ports(s, &slices, desired(s, &slices), None)
+        let Some(s) = self.services.get(svc) else {
+            return Desired::new();
+        };
+        let slices = self.slices_of(svc);
+        // Node ports carry what the ClusterIP entries got; Local needs the node's name.
+        let node = Some(self.here.node.as_str()).filter(|n| !n.is_empty());
+        let Some(ts) = self.split_of(svc) else {
+            let cluster = desired_at(s, &slices, &self.here);
+            return nodeport::with_node_ports(s, &slices, cluster, node);
+        };
+        let backends: Vec<split::SplitBackend<'_>> = ts
+            .spec
+            .backends
+            .iter()
+            .map(|b| {
+                let r = (svc.0.clone(), b.service.clone());
+                split::SplitBackend {
+                    weight: b.weight,
+                    service: self.services.get(&r),
+                    slices: self.slices_of(&r),
+                }
+            })
+            .collect();
+        let cluster = split::desired(s, &slices, &backends, &self.here);
+        nodeport::with_node_ports(s, &slices, cluster, node)
+    }
+
+    /// The Services whose entries depend on Service `svc` (itself, and the roots of the
+    /// splits naming it as a backend).
+    fn dependents(&self, svc: &ServiceRef) -> BTreeSet<ServiceRef> {
+        let mut out = BTreeSet::from([svc.clone()]);
+        for k in self.splits_using.get(svc).into_iter().flatten() {
+            if let Some(ts) = self.splits.get(k) {
+                out.insert((k.0.clone(), ts.spec.service.clone()));
             }
-            None => Desired::new(),
+        }
+        out
+    }
+
+    /// Records split `k` (or its removal) in the indexes; returns the roots to
+    /// recompute (the old and the new one).
+    fn set_split(&mut self, k: &ServiceRef, new: Option<TrafficSplit>) -> BTreeSet<ServiceRef> {
+        let mut roots = BTreeSet::new();
+        if let Some(old) = self.splits.remove(k) {
+            let root = (k.0.clone(), old.spec.service.clone());
+            remove_from(&mut self.splits_of_root, &root, k);
+            for b in &old.spec.backends {
+                remove_from(&mut self.splits_using, &(k.0.clone(), b.service.clone()), k);
+            }
+            roots.insert(root);
+        }
+        if let Some(ts) = new {
+            let root = (k.0.clone(), ts.spec.service.clone());
+            self.splits_of_root
+                .entry(root.clone())
+                .or_default()
+                .insert(k.clone());
+            for b in &ts.spec.backends {
+                self.splits_using
+                    .entry((k.0.clone(), b.service.clone()))
+                    .or_default()
+                    .insert(k.clone());
+            }
+            roots.insert(root);
+            self.splits.insert(k.clone(), ts);
+        }
+        for root in &roots {
+            self.warn_if_contested(root);
+        }
+        roots
+    }
+
+    /// Two splits naming one root: says which one is used (the same on every node).
+    fn warn_if_contested(&self, root: &ServiceRef) {
+        let named = self.splits_of_root.get(root).map_or(0, BTreeSet::len);
+        if named > 1
+            && let Some(used) = self.split_of(root)
+        {
+            tracing::warn!(
+                message = "several TrafficSplits name one root service; the oldest is used",
+                namespace = %root.0,
+                service = %root.1,
+                used = used.metadata.name.as_deref().unwrap_or(""),
+                splits = named,
+            );
         }
     }
 
@@ -289,6 +457,19 @@ impl State {
             self.applied.insert(svc, new);
         }
         Ok(())
+    }
+}
+
+fn remove_from(
+    index: &mut HashMap<ServiceRef, BTreeSet<ServiceRef>>,
+    at: &ServiceRef,
+    k: &ServiceRef,
+) {
+    if let Some(set) = index.get_mut(at) {
+        set.remove(k);
+        if set.is_empty() {
+            index.remove(at);
+        }
     }
 }
 
@@ -341,13 +522,19 @@ pub fn start(config: &ProxyConfig) -> Result<Loader, ProxyError> {
     Ok(lb)
 }
 
-/// Follows Services and EndpointSlices forever, keeping the maps equal to them. A
-/// failed watch or map write re-lists both kinds and reconciles against the maps.
-/// `map_writes` gets the loader's count of map updates and deletes after each change
-/// (for tests and metrics: one Service's change costs a few, however many exist).
-pub async fn run(store: Store, mut lb: Loader, map_writes: Arc<AtomicU64>) {
+/// [`run_at`] for a proxy that does not know its node (topology hints are ignored).
+pub async fn run(store: Store, lb: Loader, map_writes: Arc<AtomicU64>) {
+    run_at(store, lb, Locality::default(), map_writes).await
+}
+
+/// Follows Services, EndpointSlices and TrafficSplits forever, keeping the maps equal
+/// to them for a proxy on `here`. A failed watch or map write re-lists every kind and
+/// reconciles against the maps. `map_writes` gets the loader's count of map updates
+/// and deletes after each change (for tests and metrics: one Service's change costs a
+/// few, however many exist).
+pub async fn run_at(store: Store, mut lb: Loader, here: Locality, map_writes: Arc<AtomicU64>) {
     loop {
-        if let Err(error) = follow(&store, &mut lb, &map_writes).await {
+        if let Err(error) = follow(&store, &mut lb, &here, &map_writes).await {
             tracing::warn!(message = "service proxy resync", %error);
         }
         tokio::time::sleep(RELIST_AFTER).await;
@@ -383,7 +570,7 @@ pub async fn supervised(
                         }
                     },
                 };
-                run(store, lb, writes).await
+                run_at(store, lb, config.locality.clone(), writes).await
             }
         },
     )
@@ -400,14 +587,32 @@ fn decode<K: serde::de::DeserializeOwned>(v: Value) -> Option<K> {
     }
 }
 
-async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Result<(), ProxyError> {
+async fn follow(
+    store: &Store,
+    lb: &mut Loader,
+    here: &Locality,
+    map_writes: &AtomicU64,
+) -> Result<(), ProxyError> {
     let svc_kind = bus_schema::kinds::of::<Service>();
     let slice_kind = bus_schema::kinds::of::<EndpointSlice>();
+    let split_kind = bus_schema::kinds::of::<TrafficSplit>();
     let svcs = store.list(svc_kind, None, &ListOptions::default()).await?;
     let slices = store
         .list(slice_kind, None, &ListOptions::default())
         .await?;
-    let mut state = State::default();
+    let splits = store
+        .list(split_kind, None, &ListOptions::default())
+        .await?;
+    let mut state = State {
+        here: here.clone(),
+        ..State::default()
+    };
+    for v in splits.items {
+        let k = key_of(&v);
+        if let Some(ts) = decode::<TrafficSplit>(v) {
+            state.set_split(&k, Some(ts));
+        }
+    }
     for v in svcs.items {
         let k = key_of(&v);
         if let Some(s) = decode::<Service>(v) {
@@ -433,6 +638,7 @@ async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Resul
     map_writes.store(lb.map_writes(), Ordering::Relaxed);
     tracing::info!(
         services = state.applied.len(),
+        splits = state.splits.len(),
         entries = wanted.len(),
         "service proxy synced"
     );
@@ -452,6 +658,14 @@ async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Resul
             WatchOptions::default(),
         )
         .await?;
+    let mut split_watch = store
+        .watch(
+            split_kind,
+            None,
+            splits.resource_version,
+            WatchOptions::default(),
+        )
+        .await?;
     loop {
         tokio::select! {
             ev = svc_watch.next() => {
@@ -466,7 +680,9 @@ async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Resul
                     (false, Some(s)) => { state.services.insert(k.clone(), s); }
                     _ => { state.services.remove(&k); }
                 }
-                state.sync_one(lb, k)?;
+                for svc in state.dependents(&k) {
+                    state.sync_one(lb, svc)?;
+                }
                 map_writes.store(lb.map_writes(), Ordering::Relaxed);
             }
             ev = slice_watch.next() => {
@@ -485,8 +701,26 @@ async fn follow(store: &Store, lb: &mut Loader, map_writes: &AtomicU64) -> Resul
                 }
                 let after = state.slices.get(&k).and_then(owner);
                 let owners: BTreeSet<String> = before.into_iter().chain(after).collect();
-                for name in owners {
-                    state.sync_one(lb, (k.0.clone(), name))?;
+                let affected: BTreeSet<ServiceRef> = owners
+                    .into_iter()
+                    .flat_map(|name| state.dependents(&(k.0.clone(), name)))
+                    .collect();
+                for svc in affected {
+                    state.sync_one(lb, svc)?;
+                }
+                map_writes.store(lb.map_writes(), Ordering::Relaxed);
+            }
+            ev = split_watch.next() => {
+                let ev = ev.ok_or_else(|| StoreError::Nats("trafficsplit watch ended".into()))??;
+                let (obj, gone) = match ev {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
+                    WatchEvent::Deleted(o) => (o, true),
+                    WatchEvent::Bookmark(_) => continue,
+                };
+                let k = key_of(&obj);
+                let new = if gone { None } else { decode::<TrafficSplit>(obj) };
+                for root in state.set_split(&k, new) {
+                    state.sync_one(lb, root)?;
                 }
                 map_writes.store(lb.map_writes(), Ordering::Relaxed);
             }

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use drover_bpf::{Loader, Protocol, ServiceKey};
+use drover_node::proxy::topology::Locality;
 use drover_node::proxy::{self, ProxyConfig};
 use drover_store::{DeleteOptions, Store, StoreConfig};
 use drover_testkit::{TestNats, netns};
@@ -66,6 +67,10 @@ impl Fixture {
             pin_dir: self.pin_dir.clone(),
             cgroup: self.cgroup.clone(),
             service_cidr: Some(proxy::DEFAULT_SERVICE_CIDR.into()),
+            locality: Locality {
+                node: "node-a".into(),
+                zone: None,
+            },
             nodeport_interfaces: Some(vec!["np-ext".into()]),
         }
     }
@@ -148,10 +153,22 @@ fn service(type_: &str) -> Service {
     .unwrap()
 }
 
+/// Replaces the stored Service `web` with `svc`.
+async fn replace(store: &Store, mut svc: Service) {
+    let api = store.api::<Service>();
+    let cur = api.get(Some("default"), "web").await.unwrap();
+    svc.metadata.resource_version = cur.metadata.resource_version;
+    api.update(&svc).await.unwrap();
+}
+
+/// The slice of `web`: endpoint 10.1.0.1 on node-a (this node), the others on node-b.
 fn slice(endpoints: &[u8]) -> EndpointSlice {
     let eps: Vec<_> = endpoints
         .iter()
-        .map(|n| json!({"addresses": [format!("10.1.0.{n}")], "conditions": {"ready": true}}))
+        .map(|n| {
+            json!({"addresses": [format!("10.1.0.{n}")], "conditions": {"ready": true},
+                   "nodeName": if *n == 1 { "node-a" } else { "node-b" }})
+        })
         .collect();
     serde_json::from_value(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -192,7 +209,12 @@ fn a_nodeport_service_in_the_store_is_reached_from_outside_the_node() {
         let lb = proxy::start(&f.config()).unwrap();
         assert_eq!(lb.nodeport_interfaces().unwrap().len(), 1);
         assert!(lb.node_ips().unwrap().contains(&NODE_IP));
-        let task = tokio::spawn(proxy::run(store.clone(), lb, Arc::new(AtomicU64::new(0))));
+        let task = tokio::spawn(proxy::run_at(
+            store.clone(),
+            lb,
+            f.config().locality,
+            Arc::new(AtomicU64::new(0)),
+        ));
 
         // Nothing translates the node port yet: the node itself refuses.
         assert_eq!(f.answering(), Err(ErrorKind::ConnectionRefused));
@@ -215,19 +237,23 @@ fn a_nodeport_service_in_the_store_is_reached_from_outside_the_node() {
         );
         drop(reopened);
 
+        // externalTrafficPolicy Local: from outside, only this node's (node-a's)
+        // endpoint; back to Cluster, both again.
+        let mut local = service("NodePort");
+        local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
+        replace(&store, local).await;
+        f.wait_answering("Local: this node's endpoint only", Ok(vec![1]))
+            .await;
+        replace(&store, service("NodePort")).await;
+        f.wait_answering("Cluster again", Ok(vec![1, 2])).await;
+
         // A ClusterIP Service has no node port: no longer translated.
-        let mut cur = api.get(Some("default"), "web").await.unwrap();
-        let mut svc = service("ClusterIP");
-        svc.metadata.resource_version = cur.metadata.resource_version.take();
-        api.update(&svc).await.unwrap();
+        replace(&store, service("ClusterIP")).await;
         f.wait_answering("ClusterIP: no node port", Err(ErrorKind::ConnectionRefused))
             .await;
 
         // LoadBalancer has node ports too; deleting the Service removes them.
-        let mut cur = api.get(Some("default"), "web").await.unwrap();
-        let mut svc = service("LoadBalancer");
-        svc.metadata.resource_version = cur.metadata.resource_version.take();
-        api.update(&svc).await.unwrap();
+        replace(&store, service("LoadBalancer")).await;
         f.wait_answering("LoadBalancer node port", Ok(vec![1, 2]))
             .await;
         api.delete(Some("default"), "web", &DeleteOptions::default())

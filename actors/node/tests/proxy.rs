@@ -58,6 +58,7 @@ impl Fixture {
             pin_dir: self.pin_dir.clone(),
             cgroup: self.cgroup.clone(),
             service_cidr: Some(proxy::DEFAULT_SERVICE_CIDR.into()),
+            locality: Default::default(),
             nodeport_interfaces: None,
         }
     }

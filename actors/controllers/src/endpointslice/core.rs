@@ -260,7 +260,73 @@ pub fn endpoint(service: &Value, pod: &Value, zones: &BTreeMap<String, String>) 
     if let Some(h) = hostname(service, pod) {
         ep["hostname"] = json!(h);
     }
+    if ready && let Some(h) = hints(hint_mode(service), &ep) {
+        ep["hints"] = h;
+    }
     Some(ep)
+}
+
+/// `spec.trafficDistribution` values that ask for same-zone hints.
+const SAME_ZONE_DISTRIBUTIONS: [&str; 2] = ["PreferClose", "PreferSameZone"];
+/// The `trafficDistribution` value that also asks for same-node hints.
+pub const PREFER_SAME_NODE: &str = "PreferSameNode";
+/// The annotation of Topology Aware Routing (KEP-2433) and its older spelling.
+pub const TOPOLOGY_MODE_ANNOTATIONS: [&str; 2] = [
+    "service.kubernetes.io/topology-mode",
+    "service.kubernetes.io/topology-aware-hints",
+];
+
+/// Which topology hints a Service's endpoints carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintMode {
+    /// None (every endpoint is for everyone).
+    None,
+    /// `forZones` = the endpoint's zone.
+    SameZone,
+    /// `forZones` = its zone and `forNodes` = its node.
+    SameNode,
+}
+
+/// The hints a Service asks for, as Kubernetes' EndpointSlice controller decides:
+/// `trafficDistribution: PreferClose`/`PreferSameZone` (same zone), `PreferSameNode`
+/// (same node, and same zone as the proxies' fallback), or the topology annotation set
+/// to `Auto` or `auto`. Kubernetes gives the annotation a
+/// proportional-by-CPU allocation; drover gives it the same-zone hints of
+/// `PreferClose`, so a zone never sends traffic to another zone's endpoints while it
+/// has its own (documented in ARCHITECTURE.md).
+pub fn hint_mode(service: &Value) -> HintMode {
+    match str_at(service, "/spec/trafficDistribution") {
+        PREFER_SAME_NODE => return HintMode::SameNode,
+        d if SAME_ZONE_DISTRIBUTIONS.contains(&d) => return HintMode::SameZone,
+        _ => {}
+    }
+    // The newer annotation wins when both are set, as in Kubernetes.
+    let annotations = string_map(service.pointer("/metadata/annotations"));
+    let mode = TOPOLOGY_MODE_ANNOTATIONS
+        .iter()
+        .find_map(|a| annotations.get(*a));
+    match mode.map(String::as_str) {
+        Some("Auto" | "auto") => HintMode::SameZone,
+        _ => HintMode::None,
+    }
+}
+
+/// The `hints` of a ready endpoint: its zone (and node) when it has one; none else
+/// (a proxy then routes to every endpoint, so a missing zone never strands traffic).
+fn hints(mode: HintMode, ep: &Value) -> Option<Value> {
+    if mode == HintMode::None {
+        return None;
+    }
+    let mut h = serde_json::Map::new();
+    if let Some(zone) = ep.get("zone").and_then(Value::as_str) {
+        h.insert("forZones".into(), json!([{"name": zone}]));
+    }
+    if mode == HintMode::SameNode
+        && let Some(node) = ep.get("nodeName").and_then(Value::as_str)
+    {
+        h.insert("forNodes".into(), json!([{"name": node}]));
+    }
+    (!h.is_empty()).then_some(Value::Object(h))
 }
 
 fn rfc3339_of(v: Option<&Value>) -> Option<jiff::Timestamp> {

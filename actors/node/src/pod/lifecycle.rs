@@ -206,7 +206,27 @@ pub(super) async fn terminate(ctx: &PodCtx, running: &mut Running, pod: &Value) 
             ));
         }
         match super::adopt(ctx, running, &uid).await {
-            Ok(Some(sandbox)) => stop_in_order(ctx, running, &typed, &sandbox, grace).await,
+            Ok(Some(sandbox)) => {
+                // Out of Service traffic first, then preStop and SIGTERM with what is left.
+                let host_network = typed
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false);
+                let spent = if host_network {
+                    Duration::ZERO
+                } else {
+                    super::drain::drain(
+                        ctx,
+                        object::namespace(pod).unwrap_or(""),
+                        &uid,
+                        &sandbox.ip,
+                        grace / 2,
+                    )
+                    .await
+                };
+                stop_in_order(ctx, running, &typed, &sandbox, grace.saturating_sub(spent)).await
+            }
             Ok(None) => {}
             Err(error) => tracing::warn!(message = "finding the pod's sandbox failed", %error),
         }

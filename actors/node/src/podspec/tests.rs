@@ -176,14 +176,21 @@ fn qos_resources_and_cgroups() {
     assert_eq!(qos_class(&guaranteed), QosClass::Guaranteed);
     assert_eq!(qos_class(&burstable), QosClass::Burstable);
     assert_eq!(qos_class(&best), QosClass::BestEffort);
-    assert_eq!(cgroup_parent(QosClass::Guaranteed, "u"), "/kubepods/podu");
     assert_eq!(
-        cgroup_parent(QosClass::Burstable, "u"),
+        cgroup_parent("/kubepods", QosClass::Guaranteed, "u"),
+        "/kubepods/podu"
+    );
+    assert_eq!(
+        cgroup_parent("/kubepods", QosClass::Burstable, "u"),
         "/kubepods/burstable/podu"
     );
     assert_eq!(
-        cgroup_parent(QosClass::BestEffort, "u"),
+        cgroup_parent("/kubepods", QosClass::BestEffort, "u"),
         "/kubepods/besteffort/podu"
+    );
+    assert_eq!(
+        cgroup_parent("/drover-test/kubepods/", QosClass::Guaranteed, "u"),
+        "/drover-test/kubepods/podu"
     );
     let cap = 4u64 << 30;
     let r = resources(&guaranteed.containers[0], QosClass::Guaranteed, cap);

@@ -292,3 +292,110 @@ fn reconcile_table() {
         &[Op::Remove(k53), Op::Upsert(k80, one.clone())],
     );
 }
+
+fn split_obj(name: &str, root: &str, backends: &[&str]) -> TrafficSplit {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"service": root,
+                 "backends": backends.iter().map(|b| json!({"service": b, "weight": 1})).collect::<Vec<_>>()},
+    }))
+    .unwrap()
+}
+
+fn r(name: &str) -> ServiceRef {
+    ("default".into(), name.into())
+}
+
+/// Which roots a change recomputes: the splits index, after a sequence of split
+/// writes (`Some`) and deletions (`None`).
+#[test]
+fn a_change_recomputes_only_the_roots_that_use_it() {
+    type Step = (
+        &'static str,
+        Option<(&'static str, &'static [&'static str])>,
+    );
+    /// What the case shows, the split writes, the Service changed, its dependents,
+    /// the roots the last write recomputes.
+    type Case = (
+        &'static str,
+        &'static [Step],
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        ("no split", &[], "web", &["web"], &[]),
+        (
+            "a backend's change recomputes the root",
+            &[("s", Some(("web", &["v1", "v2"])))],
+            "v2",
+            &["v2", "web"],
+            &["web"],
+        ),
+        (
+            "an unrelated service only itself",
+            &[("s", Some(("web", &["v1"])))],
+            "other",
+            &["other"],
+            &["web"],
+        ),
+        (
+            "a root is its own dependent",
+            &[("s", Some(("web", &["v1"])))],
+            "web",
+            &["web"],
+            &["web"],
+        ),
+        (
+            "a split moved to another root recomputes both",
+            &[("s", Some(("web", &["v1"]))), ("s", Some(("api", &["v1"])))],
+            "v1",
+            &["api", "v1"],
+            &["api", "web"],
+        ),
+        (
+            "a deleted split is forgotten",
+            &[("s", Some(("web", &["v1"]))), ("s", None)],
+            "v1",
+            &["v1"],
+            &["web"],
+        ),
+        (
+            "two splits using one backend: both roots",
+            &[
+                ("s", Some(("web", &["v1"]))),
+                ("t", Some(("api", &["v1", "v3"]))),
+            ],
+            "v1",
+            &["api", "v1", "web"],
+            &["api"],
+        ),
+        (
+            "one of two splits deleted: the other root stays",
+            &[
+                ("s", Some(("web", &["v1"]))),
+                ("t", Some(("api", &["v1"]))),
+                ("s", None),
+            ],
+            "v1",
+            &["api", "v1"],
+            &["web"],
+        ),
+    ];
+    for (what, steps, changed, want, last_roots) in cases {
+        let mut state = State::default();
+        let mut roots = BTreeSet::new();
+        for (name, split) in *steps {
+            let obj = split.map(|(root, bs)| split_obj(name, root, bs));
+            roots = state.set_split(&r(name), obj);
+        }
+        let got: Vec<String> = state
+            .dependents(&r(changed))
+            .into_iter()
+            .map(|d| d.1)
+            .collect();
+        assert_eq!(got, *want, "{what}: dependents");
+        let got: Vec<String> = roots.into_iter().map(|d| d.1).collect();
+        assert_eq!(got, *last_roots, "{what}: roots of the last write");
+    }
+}

@@ -183,6 +183,122 @@ fn endpoint_fields() {
 }
 
 #[test]
+fn topology_hints_follow_traffic_distribution_and_the_annotations() {
+    let zone = json!({"forZones": [{"name": "zone-1"}]});
+    let node = json!({"forZones": [{"name": "zone-1"}], "forNodes": [{"name": "node-a"}]});
+    let anno = |k: &str, v: &str| {
+        let mut s = svc(http(), json!({}));
+        s["metadata"]["annotations"] = json!({k: v});
+        s
+    };
+    let mut both = anno("service.kubernetes.io/topology-mode", "Disabled");
+    both["metadata"]["annotations"]["service.kubernetes.io/topology-aware-hints"] = json!("auto");
+    let mut no_zone = pod("b", 2, "r");
+    no_zone["spec"]["nodeName"] = json!("node-b");
+    let mut no_node = pod("c", 3, "r");
+    no_node["spec"].as_object_mut().unwrap().remove("nodeName");
+    let dist = |d: &str| svc(http(), json!({"trafficDistribution": d}));
+    let cases: Vec<(&str, Value, Value, HintMode, Option<Value>)> = vec![
+        (
+            "no preference",
+            svc(http(), json!({})),
+            pod("a", 1, "r"),
+            HintMode::None,
+            None,
+        ),
+        (
+            "PreferClose",
+            dist("PreferClose"),
+            pod("a", 1, "r"),
+            HintMode::SameZone,
+            Some(zone.clone()),
+        ),
+        (
+            "PreferSameZone",
+            dist("PreferSameZone"),
+            pod("a", 1, "r"),
+            HintMode::SameZone,
+            Some(zone.clone()),
+        ),
+        (
+            "PreferSameNode",
+            dist("PreferSameNode"),
+            pod("a", 1, "r"),
+            HintMode::SameNode,
+            Some(node.clone()),
+        ),
+        (
+            "unknown distribution",
+            dist("PreferFar"),
+            pod("a", 1, "r"),
+            HintMode::None,
+            None,
+        ),
+        (
+            "topology-mode Auto",
+            anno("service.kubernetes.io/topology-mode", "Auto"),
+            pod("a", 1, "r"),
+            HintMode::SameZone,
+            Some(zone.clone()),
+        ),
+        (
+            "older annotation auto",
+            anno("service.kubernetes.io/topology-aware-hints", "auto"),
+            pod("a", 1, "r"),
+            HintMode::SameZone,
+            Some(zone.clone()),
+        ),
+        (
+            "annotation Disabled",
+            anno("service.kubernetes.io/topology-mode", "Disabled"),
+            pod("a", 1, "r"),
+            HintMode::None,
+            None,
+        ),
+        (
+            "the newer annotation wins",
+            both,
+            pod("a", 1, "r"),
+            HintMode::None,
+            None,
+        ),
+        (
+            "not ready: no hints",
+            dist("PreferSameNode"),
+            pod("a", 1, ""),
+            HintMode::SameNode,
+            None,
+        ),
+        (
+            "node without a zone: node hint only",
+            dist("PreferSameNode"),
+            no_zone.clone(),
+            HintMode::SameNode,
+            Some(json!({"forNodes": [{"name": "node-b"}]})),
+        ),
+        (
+            "node without a zone, same zone asked: none",
+            dist("PreferClose"),
+            no_zone,
+            HintMode::SameZone,
+            None,
+        ),
+        (
+            "no node at all: none",
+            dist("PreferSameNode"),
+            no_node,
+            HintMode::SameNode,
+            None,
+        ),
+    ];
+    for (what, s, p, mode, want) in cases {
+        assert_eq!(hint_mode(&s), mode, "{what}");
+        let ep = endpoint(&s, &p, &zones()).unwrap();
+        assert_eq!(ep.get("hints"), want.as_ref(), "{what}");
+    }
+}
+
+#[test]
 fn ports_resolve_against_the_pod() {
     // (service port, pod state, wanted port)
     let table = [

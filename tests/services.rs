@@ -1,0 +1,520 @@
+//! Services end to end with real pods: `drover up` (control plane) and `drover agent`
+//! (containerd, runc, CNI, the eBPF service proxy and the node-local DNS) as separate
+//! processes, kubectl as the client, inside fresh network and mount namespaces.
+//!
+//! The proxy's programs attach to a fresh cgroup v2 that this test process joins and
+//! under which the agent creates the pods' cgroups (`--cgroup-root`), so the test's own
+//! connections and the pods' are translated, and nothing outside the test is.
+//!
+//! One scenario, in phases: ClusterIP over TCP from the node and from a pod (by DNS
+//! name); UDP through the kube-dns ClusterIP (the pod's resolver); headless Service DNS;
+//! ClientIP session affinity; a rolling update of a 3-replica Deployment while a client
+//! opens connections continuously (zero failed); `kill -9` of the agent while the client
+//! runs (zero failed); scaling to 0 gives connection refused, not a hang.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Up, kubectl, ok};
+use drover_node::containerd::ContainerdPaths;
+use drover_testkit::free_port;
+
+const IMAGE: &str = "localhost/busybox:latest";
+/// Failure guard for waits; never a timing assertion.
+const GUARD: Duration = Duration::from_secs(120);
+const APPLETS: &[&str] = &[
+    "sh", "sleep", "echo", "cat", "true", "mkdir", "httpd", "wget", "nslookup", "hostname",
+];
+
+#[test]
+fn services_end_to_end_with_real_pods() {
+    if !drover_testkit::netns::enter("services_end_to_end_with_real_pods") {
+        return;
+    }
+    drover_testkit::init_tracing();
+    let fixture = Fixture::new();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario(&fixture));
+}
+
+/// The test's cgroup v2 (joined by this process; the pods' cgroups go under it in every
+/// hierarchy) and BPF pin dir. Dropping it detaches the programs, moves the process back
+/// and removes every cgroup left under the test's root, also when the test fails.
+struct Fixture {
+    name: String,
+    cgroup: PathBuf,
+    old_cgroup: PathBuf,
+    pin_dir: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let name = format!("drover-svc-test-{}", std::process::id());
+        let root = drover_node::proxy::cgroup2_root().unwrap();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a cgroup v2 line in /proc/self/cgroup");
+        let f = Fixture {
+            cgroup: root.join(&name),
+            old_cgroup: root.join(rel.trim_start_matches('/')),
+            pin_dir: PathBuf::from("/sys/fs/bpf").join(&name),
+            name,
+        };
+        std::fs::create_dir(&f.cgroup).unwrap();
+        std::fs::write(
+            f.cgroup.join("cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .unwrap();
+        f
+    }
+}
+
+/// Removes the empty cgroup `dir` and its descendants, children first.
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = drover_bpf::unpin(&self.pin_dir);
+        let _ = std::fs::write(
+            self.old_cgroup.join("cgroup.procs"),
+            std::process::id().to_string(),
+        );
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                remove_cgroup_tree(&h.path().join(&self.name));
+            }
+        }
+    }
+}
+
+/// Kills what the node's containerd started (by PID) and unmounts it, whatever happens.
+struct Purge(ContainerdPaths);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        drover_node::host::purge(&self.0);
+    }
+}
+
+/// `drover agent` for this test's node.
+fn spawn_agent(nats: &str, data: &Path, fixture: &Fixture) -> Up {
+    let cgroup_root = format!("/{}/kubepods", fixture.name);
+    Up::spawn_drover(&[
+        "agent",
+        "--nats",
+        nats,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--node-name",
+        "node-a",
+        "--proxy-cgroup",
+        fixture.cgroup.to_str().unwrap(),
+        "--bpf-pin-dir",
+        fixture.pin_dir.to_str().unwrap(),
+        "--cgroup-root",
+        &cgroup_root,
+    ])
+}
+
+/// One HTTP GET over a fresh connection; the body (the serving pod's hostname).
+fn get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    if !out.starts_with("HTTP/1.") || !out.contains(" 200 ") || body.is_empty() {
+        return Err(std::io::Error::other(format!("bad response {out:?}")));
+    }
+    Ok(body)
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`GUARD`].
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client that opens a new connection for every request, as fast as it can, until
+/// stopped; it counts answers and failures and remembers who answered.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<(BTreeSet<String>, Vec<String>)>,
+}
+
+impl Hammer {
+    fn start(addr: SocketAddr) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            let mut errors = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match get(addr) {
+                    Ok(who) => {
+                        seen.insert(who);
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        if errors.len() < 10 {
+                            errors.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            (seen, errors)
+        });
+        Hammer {
+            stop,
+            ok,
+            failed,
+            thread,
+        }
+    }
+
+    /// Stops the client: (answers, failures, who answered, the first errors).
+    fn stop(self) -> (u64, u64, BTreeSet<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (seen, errors) = self.thread.join().unwrap();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            seen,
+            errors,
+        )
+    }
+}
+
+fn manifests(dir: &Path) -> PathBuf {
+    let path = dir.join("web.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: {IMAGE}
+        imagePullPolicy: Never
+        env: [{{name: VERSION, value: "1"}}]
+        # Exits at once on SIGTERM, as most servers do (PID 1 ignores it otherwise).
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && trap 'exit 0' TERM && httpd -f -p 8080 -h /www & wait"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-sticky
+spec:
+  selector: {{app: web}}
+  sessionAffinity: ClientIP
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-headless
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn vip(kc: &str, svc: &str) -> SocketAddr {
+    let ip = ok(kc, &["get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}"]);
+    format!("{}:80", ip.trim()).parse().unwrap()
+}
+
+/// The ready pod IPs of the Deployment's pods.
+fn web_pod_ips(kc: &str) -> BTreeSet<String> {
+    let out = ok(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.status.podIP}{\"\\n\"}{end}",
+        ],
+    );
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+async fn scenario(fixture: &Fixture) {
+    let dir = tempfile::Builder::new()
+        .prefix("drover-services-")
+        .tempdir()
+        .unwrap();
+    let node_data = dir.path().join("node");
+    let _purge = Purge(ContainerdPaths::new(&node_data));
+    let nats_port = free_port().to_string();
+    let api_port = free_port().to_string();
+    let mut up = Up::spawn(&[
+        "--data-dir",
+        dir.path().join("cp").to_str().unwrap(),
+        "--nats-port",
+        &nats_port,
+        "--api-port",
+        &api_port,
+    ]);
+    let export = up.wait_for("export KUBECONFIG=").await;
+    let kubeconfig = export
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_string();
+    let kc = kubeconfig.as_str();
+    let nats = format!("nats://127.0.0.1:{nats_port}");
+    let mut agent = spawn_agent(&nats, &node_data, fixture);
+    agent.wait_for("node node-a ready").await;
+
+    // The cluster DNS Service exists at the range's tenth address.
+    let dns_ip = ok(
+        kc,
+        &[
+            "get",
+            "svc",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert_eq!(dns_ip, "10.96.0.10");
+
+    let archive = dir.path().join("busybox.tar");
+    let spec =
+        drover_node::image::busybox_image(IMAGE, Path::new("/bin/busybox"), APPLETS).unwrap();
+    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["image", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(&node_data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drover image import: {out:?}");
+
+    let manifest = manifests(dir.path());
+    ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=120s"],
+    );
+    ok(
+        kc,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/client",
+            "--timeout=120s",
+        ],
+    );
+
+    // ClusterIP over TCP from the node: every request answered, by more than one pod.
+    let web = vip(kc, "web");
+    let hosts = wait_for("the web VIP answering from 3 pods", || {
+        let mut hosts = BTreeSet::new();
+        for _ in 0..30 {
+            hosts.insert(get(web).ok()?);
+        }
+        (hosts.len() > 1).then_some(hosts)
+    })
+    .await;
+    eprintln!("web VIP {web} answered by {hosts:?}");
+
+    // From inside a pod: resolv.conf points at kube-dns; the Service's name resolves over
+    // UDP through the kube-dns VIP (the node's DNS server behind it) to the VIP; a GET by
+    // short name (search path) crosses the VIP over TCP.
+    let resolv = ok(kc, &["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+    let looked_up = ok(
+        kc,
+        &[
+            "exec",
+            "client",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ],
+    );
+    assert!(
+        looked_up.contains(&web.ip().to_string()),
+        "nslookup web: {looked_up}"
+    );
+    let page = ok(kc, &["exec", "client", "--", "wget", "-qO-", "http://web/"]);
+    assert!(
+        hosts.contains(page.trim()) || page.trim().starts_with("web-"),
+        "{page}"
+    );
+
+    // Headless: the name resolves to the ready pods' IPs.
+    let ips = web_pod_ips(kc);
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    let headless = ok(
+        kc,
+        &[
+            "exec",
+            "client",
+            "--",
+            "nslookup",
+            "web-headless.default.svc.cluster.local",
+        ],
+    );
+    for ip in &ips {
+        assert!(headless.contains(ip.as_str()), "{ip} missing in {headless}");
+    }
+
+    // ClientIP affinity: one client, one backend.
+    let sticky = vip(kc, "web-sticky");
+    let stuck: BTreeSet<String> = (0..20).map(|_| get(sticky).unwrap()).collect();
+    assert_eq!(stuck.len(), 1, "affinity broken: {stuck:?}");
+
+    // A rolling update while a client connects continuously: nothing fails, and the new
+    // pods answer by the end.
+    let hammer = Hammer::start(web);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ok(kc, &["set", "env", "deployment/web", "VERSION=2"]);
+    ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=120s"],
+    );
+    let new_ips = wait_for("the old pods gone", || {
+        let ips = web_pod_ips(kc);
+        (ips.len() == 3).then_some(ips)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answered, failed, seen, errors) = hammer.stop();
+    eprintln!("rolling update: {answered} answered, {failed} failed, by {seen:?}");
+    assert_eq!(
+        failed, 0,
+        "connections failed during the rollout: {errors:?}"
+    );
+    assert!(answered > 0);
+    assert!(new_ips.is_disjoint(&ips), "{new_ips:?} vs {ips:?}");
+
+    // kill -9 of the agent (its containerd dies with it; pods keep running) while the
+    // client runs, then a new agent: nothing fails.
+    let hammer = Hammer::start(web);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.kill9().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut agent = spawn_agent(&nats, &node_data, fixture);
+    agent.wait_for("node node-a ready").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (answered, failed, _, errors) = hammer.stop();
+    eprintln!("agent kill -9: {answered} answered, {failed} failed");
+    assert_eq!(
+        failed, 0,
+        "connections failed across the agent's death: {errors:?}"
+    );
+    assert!(answered > 0);
+
+    // Scaled to zero: the VIP refuses at once instead of hanging.
+    ok(kc, &["scale", "deployment/web", "--replicas=0"]);
+    let err = wait_for(
+        "connection refused on the empty VIP",
+        || match TcpStream::connect_timeout(&web, Duration::from_secs(10)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(e),
+            _ => None,
+        },
+    )
+    .await;
+    eprintln!("empty VIP: {err}");
+
+    let (code, _, _) = kubectl(kc, &["delete", "pod", "client", "--wait=false"]);
+    assert_eq!(code, 0);
+    let status = agent.terminate().await;
+    assert!(status.success(), "agent exit status {status}");
+    let status = up.terminate().await;
+    assert!(status.success(), "drover up exit status {status}");
+}
