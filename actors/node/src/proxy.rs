@@ -666,8 +666,16 @@ async fn follow(
             WatchOptions::default(),
         )
         .await?;
+    // Addresses come and go (a pod bridge created later, DHCP): re-read them now and then.
+    let mut addresses = tokio::time::interval(nodeport::ADDRESS_REFRESH);
+    addresses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = addresses.tick() => {
+                if let Err(error) = nodeport::refresh_node_ips(lb) {
+                    tracing::warn!(message = "reading the node's addresses failed", %error);
+                }
+            }
             ev = svc_watch.next() => {
                 let ev = ev.ok_or_else(|| StoreError::Nats("service watch ended".into()))??;
                 let (obj, gone) = match ev {

@@ -78,11 +78,16 @@ impl Fixture {
     /// From the client's namespace: connects to the node port 32 times and returns the
     /// ids of the backends that answered, or the first connect error.
     fn answering(&self) -> Result<Vec<u8>, ErrorKind> {
+        self.answering_at(NODE_IP)
+    }
+
+    /// [`Fixture::answering`] at another node address.
+    fn answering_at(&self, node_ip: Ipv4Addr) -> Result<Vec<u8>, ErrorKind> {
         let path = format!("/run/netns/{}", self.client);
         std::thread::spawn(move || {
             let ns = File::open(&path).unwrap();
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let to = SocketAddr::V4(SocketAddrV4::new(NODE_IP, NODE_PORT));
+            let to = SocketAddr::V4(SocketAddrV4::new(node_ip, NODE_PORT));
             let mut seen = BTreeSet::new();
             for _ in 0..32 {
                 let ask = || -> std::io::Result<u8> {
@@ -102,9 +107,19 @@ impl Fixture {
 
     /// Waits until the node port is answered by exactly `ids` (or fails with `Err`).
     async fn wait_answering(&self, what: &str, want: Result<Vec<u8>, ErrorKind>) {
+        self.wait_answering_at(NODE_IP, what, want).await
+    }
+
+    /// [`Fixture::wait_answering`] at another node address.
+    async fn wait_answering_at(
+        &self,
+        node_ip: Ipv4Addr,
+        what: &str,
+        want: Result<Vec<u8>, ErrorKind>,
+    ) {
         let started = Instant::now();
         loop {
-            let got = self.answering();
+            let got = self.answering_at(node_ip);
             if got == want {
                 return;
             }
@@ -246,6 +261,12 @@ fn a_nodeport_service_in_the_store_is_reached_from_outside_the_node() {
             .await;
         replace(&store, service("NodePort")).await;
         f.wait_answering("Cluster again", Ok(vec![1, 2])).await;
+
+        // An address the node gets while the proxy runs becomes a node address too.
+        let later = Ipv4Addr::new(192, 168, 77, 9);
+        netns::run("ip", &["addr", "add", "192.168.77.9/24", "dev", "np-ext"]);
+        f.wait_answering_at(later, "a node address added later", Ok(vec![1, 2]))
+            .await;
 
         // A ClusterIP Service has no node port: no longer translated.
         replace(&store, service("ClusterIP")).await;

@@ -214,6 +214,17 @@ fn ip_json(args: &[&str]) -> Result<String, ProxyError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How often the proxy re-reads the node's addresses (a change costs map writes only
+/// for the addresses that came or went; none when nothing changed).
+pub const ADDRESS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Re-reads the node's addresses into the programs' map (see [`setup`]).
+pub fn refresh_node_ips(lb: &mut Loader) -> Result<(), ProxyError> {
+    let ips = parse_addresses(&ip_json(&["-j", "-4", "addr", "show"])?)?;
+    lb.set_node_ips(&ips)?;
+    Ok(())
+}
+
 /// Tells the programs the node's addresses (every IPv4 address of the caller's network
 /// namespace but loopback) and attaches the tcx programs to `interfaces`, or, when
 /// `None`, to the interfaces of the default route (none without one: nodePorts are then
@@ -222,15 +233,14 @@ fn ip_json(args: &[&str]) -> Result<String, ProxyError> {
 /// and leaves NodePort from outside off; it never stops the proxy, whose ClusterIPs
 /// and node-local nodePorts work without TC.
 pub fn setup(lb: &mut Loader, interfaces: Option<&[String]>) -> Result<(), ProxyError> {
-    let ips = parse_addresses(&ip_json(&["-j", "-4", "addr", "show"])?)?;
-    lb.set_node_ips(&ips)?;
+    refresh_node_ips(lb)?;
     let ifaces = match interfaces {
         Some(i) => i.iter().filter(|i| !i.is_empty()).cloned().collect(),
         None => parse_default_interfaces(&ip_json(&["-j", "-4", "route", "show", "default"])?)?,
     };
     match lb.attach_nodeport(&ifaces) {
         Ok(()) => {
-            tracing::info!(node_ips = ?ips, interfaces = ?ifaces, "nodeport programs attached");
+            tracing::info!(interfaces = ?ifaces, "nodeport programs attached");
         }
         Err(error) => {
             tracing::warn!(
