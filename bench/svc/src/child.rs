@@ -59,7 +59,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Result<Self> {
-        let own = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
         let rel = own
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
@@ -334,19 +335,23 @@ fn measure(f: &Fixture, paths: &[Path], svcs: &[Svc], opts: &Opts) -> Result<Vec
                 continue;
             }
             let t = Instant::now();
-            m.seq.extend(connections(m.path, svcs, per_round, &mut rng)?);
+            m.seq
+                .extend(connections(m.path, svcs, per_round, &mut rng)?);
             m.seq_wall += t.elapsed();
             let t = Instant::now();
             let path = m.path;
             let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|sc| {
                 let hs: Vec<_> = (0..opts.concurrency)
                     .map(|k| {
-                        let mut rng = Rng::new(seed() ^ (k as u64 + 1) * 0x9e37_79b9);
+                        let mut rng = Rng::new(seed() ^ ((k as u64 + 1) * 0x9e37_79b9));
                         sc.spawn(move || connections(path, svcs, per_thread, &mut rng))
                     })
                     .collect();
                 hs.into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| bail!("a client thread panicked")))
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| bail!("a client thread panicked"))
+                    })
                     .collect()
             });
             m.conc_wall += t.elapsed();
@@ -442,7 +447,10 @@ pub fn run(n: usize, flavour: Flavour, tag: &str, opts: &Opts) -> Result<()> {
     sh("ip", &["link", "set", "lo", "up"])?;
     sh("ip", &["route", "add", "local", POD_CIDR, "dev", "lo"])?;
     sh("ip", &["route", "add", "blackhole", SVC_CIDR])?;
-    sh("ip", &["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])?;
+    sh(
+        "ip",
+        &["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"],
+    )?;
     sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
     sysctl("net.ipv4.tcp_tw_reuse", "1")?;
     sysctl("net.core.somaxconn", "4096")?;
@@ -457,7 +465,10 @@ pub fn run(n: usize, flavour: Flavour, tag: &str, opts: &Opts) -> Result<()> {
         lb.upsert_service(key(s), &bpf_service(s))?;
     }
     let bpf_initial = t.elapsed();
-    eprintln!("programmed {n} services into the BPF maps in {}", human(bpf_initial));
+    eprintln!(
+        "programmed {n} services into the BPF maps in {}",
+        human(bpf_initial)
+    );
 
     // One change at a time into the BPF maps.
     let mut rng = Rng::new(seed());
@@ -476,7 +487,12 @@ pub fn run(n: usize, flavour: Flavour, tag: &str, opts: &Opts) -> Result<()> {
     eprintln!("measuring connections, no netfilter rules in the namespace");
     let mut clean = measure(
         &f,
-        &[Path::Direct, Path::DirectInCgroup, Path::BpfLast, Path::BpfRandom],
+        &[
+            Path::Direct,
+            Path::DirectInCgroup,
+            Path::BpfLast,
+            Path::BpfRandom,
+        ],
         &svcs,
         opts,
     )?;
@@ -489,7 +505,10 @@ pub fn run(n: usize, flavour: Flavour, tag: &str, opts: &Opts) -> Result<()> {
     // and an untranslated one comes back in on `lo`, is not local and is dropped
     // (forwarding is off in a fresh namespace).
     sh("ip", &["route", "del", "blackhole", SVC_CIDR])?;
-    sh("ip", &["route", "add", SVC_CIDR, "dev", "lo", "src", NODE_IP])?;
+    sh(
+        "ip",
+        &["route", "add", SVC_CIDR, "dev", "lo", "src", NODE_IP],
+    )?;
     let input = rules::restore_input(&svcs, POD_CIDR, Sync::Initial);
     let nat_rules = input
         .split("*nat\n")
@@ -534,7 +553,11 @@ pub fn run(n: usize, flavour: Flavour, tag: &str, opts: &Opts) -> Result<()> {
             partial.push(restore(flavour, &input)?);
         }
     }
-    eprintln!("full restore {}, partial {}", spread(&mut full), spread(&mut partial));
+    eprintln!(
+        "full restore {}, partial {}",
+        spread(&mut full),
+        spread(&mut partial)
+    );
 
     eprintln!("measuring connections, kube-proxy rules loaded");
     let mut loaded = measure(
@@ -587,7 +610,10 @@ mod tests {
         let before = s[1].clone();
         let gone = change(&mut s, 1);
         assert_eq!(gone, before.sep_chain(&endpoint(1, 2)));
-        assert_eq!(s[1].endpoints, vec![endpoint(1, 0), endpoint(1, 1), endpoint(1, 3)]);
+        assert_eq!(
+            s[1].endpoints,
+            vec![endpoint(1, 0), endpoint(1, 1), endpoint(1, 3)]
+        );
         let gone = change(&mut s, 1);
         assert_eq!(gone, before.sep_chain(&endpoint(1, 3)));
         assert_eq!(s[1], before);

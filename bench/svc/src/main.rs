@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// Which `iptables-restore` builds the kube-proxy rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,9 @@ pub struct Opts {
     pub services: Vec<usize>,
     /// iptables flavours, one child per count each.
     pub flavours: Vec<Flavour>,
+    /// The largest count run with iptables-nft (whose restore of 10k services' rules
+    /// took over 14 minutes here); larger counts run with legacy only.
+    pub nft_max: usize,
     /// Sequential connections per path.
     pub conns: usize,
     /// Concurrent clients for the rate run.
@@ -89,25 +92,32 @@ pub struct Opts {
     pub changes: usize,
     /// Full iptables-restore repetitions per N (0: by N).
     pub full_reps: usize,
+    /// Names this run's pins and cgroups (default: the process id).
+    pub run_id: String,
 }
 
 impl Default for Opts {
     fn default() -> Self {
         Opts {
             services: vec![1_000, 10_000, 50_000],
-            flavours: vec![Flavour::Nft],
+            flavours: vec![Flavour::Legacy, Flavour::Nft],
+            nft_max: 1_000,
             conns: 4_000,
             concurrency: 4,
             changes: 2_000,
             full_reps: 0,
+            run_id: std::process::id().to_string(),
         }
     }
 }
 
-const USAGE: &str = "usage: svc-bench [--services 1000,10000,50000] [--iptables nft|legacy|nft,legacy] \
-[--conns 4000] [--concurrency 4] [--changes 2000] [--full-reps N]";
+const USAGE: &str = "usage: svc-bench [--services 1000,10000,50000] [--iptables legacy,nft] [--nft-max 1000] \
+[--conns 4000] [--concurrency 4] [--changes 2000] [--full-reps N] [--run-id ID]";
 
-fn parse(args: &[String]) -> Result<(Opts, Option<(usize, Flavour, String)>)> {
+/// A child's run: service count, iptables flavour, tag naming its pins and cgroup.
+type ChildRun = (usize, Flavour, String);
+
+fn parse(args: &[String]) -> Result<(Opts, Option<ChildRun>)> {
     let mut o = Opts::default();
     let mut child = None;
     let mut it = args.iter();
@@ -127,17 +137,28 @@ fn parse(args: &[String]) -> Result<(Opts, Option<(usize, Flavour, String)>)> {
                     .collect::<Result<_, _>>()
                     .with_context(|| format!("--services {v}\n{USAGE}"))?;
                 if o.services.iter().any(|n| !(1..=60_000).contains(n)) {
-                    bail!("--services: each count must be 1..=60000 (the BPF services map holds 65536)");
+                    bail!(
+                        "--services: each count must be 1..=60000 (the BPF services map holds 65536)"
+                    );
                 }
             }
             "--iptables" => {
                 let v = it.next().context(USAGE)?;
                 o.flavours = v.split(',').map(Flavour::parse).collect::<Result<_>>()?;
             }
+            "--nft-max" => o.nft_max = num(it.next(), "--nft-max")?,
             "--conns" => o.conns = num(it.next(), "--conns")?.max(100),
             "--concurrency" => o.concurrency = num(it.next(), "--concurrency")?.clamp(1, 64),
             "--changes" => o.changes = num(it.next(), "--changes")?.max(10),
             "--full-reps" => o.full_reps = num(it.next(), "--full-reps")?,
+            "--run-id" => {
+                let v = it.next().context(USAGE)?;
+                ensure!(
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric()),
+                    "--run-id: letters and digits only"
+                );
+                o.run_id = v.clone();
+            }
             "--child" => {
                 let n = num(it.next(), "--child")?;
                 let f = Flavour::parse(it.next().context(USAGE)?)?;
@@ -167,7 +188,14 @@ fn main() -> Result<()> {
     let mut failed = Vec::new();
     for &flavour in &opts.flavours {
         for &n in &opts.services {
-            let tag = format!("{}-{n}-{}", std::process::id(), flavour.name());
+            if flavour == Flavour::Nft && n > opts.nft_max {
+                eprintln!(
+                    "== {n} services, iptables-nft: skipped (over --nft-max {}) ==",
+                    opts.nft_max
+                );
+                continue;
+            }
+            let tag = format!("{}-{n}-{}", opts.run_id, flavour.name());
             eprintln!("== {n} services, iptables-{} ==", flavour.name());
             let mut cmd = Command::new("unshare");
             cmd.args(["--net", "--"])
@@ -225,7 +253,10 @@ fn machine(opts: &Opts) {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown cpu".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -246,7 +277,8 @@ fn machine(opts: &Opts) {
 
 /// Where cgroup2 is mounted (/sys/fs/cgroup/unified on hybrid machines).
 pub fn cgroup_root() -> Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
     mounts
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())

@@ -64,7 +64,9 @@ fn shape(text: &str) -> [usize; 6] {
         count(&|l| l.starts_with("-A KUBE-SVC-")),
         count(&|l| l.starts_with("-A KUBE-SEP-")),
         count(&|l| {
-            l.starts_with("-A PREROUTING") || l.starts_with("-A OUTPUT") || l.starts_with("-A POSTROUTING")
+            l.starts_with("-A PREROUTING")
+                || l.starts_with("-A OUTPUT")
+                || l.starts_with("-A POSTROUTING")
         }),
         count(&|l| l.starts_with("-X ")),
     ]
@@ -84,7 +86,11 @@ fn syncs_write_the_chains_kube_proxy_writes() {
     // the nodeports rule; per service one masquerade rule and one per endpoint; two
     // rules per endpoint chain.
     check(&services, Sync::Initial, [13, 4, 3 + 6, 12, 3, 0]);
-    check(&services, Sync::Full { deleted: &deleted }, [14, 4, 9, 12, 0, 1]);
+    check(
+        &services,
+        Sync::Full { deleted: &deleted },
+        [14, 4, 9, 12, 0, 1],
+    );
     // A partial sync rewrites KUBE-SERVICES in full but only service 1's own chains.
     check(
         &services,
@@ -107,25 +113,41 @@ fn syncs_write_the_chains_kube_proxy_writes() {
 #[test]
 fn rules_match_kube_proxy_text() {
     let s = svc(0, &[1, 2]);
-    let text = restore_input(std::slice::from_ref(&s), "10.244.0.0/14", Sync::Full { deleted: &[] });
+    let text = restore_input(
+        std::slice::from_ref(&s),
+        "10.244.0.0/14",
+        Sync::Full { deleted: &[] },
+    );
     let (svc_chain, sep1) = (
         s.chain(),
         s.sep_chain(&SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, 1), 8080)),
     );
     for line in [
-        format!("-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment \"bench/svc-0:http cluster IP\" -m tcp --dport 80 -j {svc_chain}"),
-        format!("-A {svc_chain} ! -s 10.244.0.0/14 -d 10.96.0.10/32 -p tcp -m comment --comment \"bench/svc-0:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ"),
-        format!("-A {svc_chain} -m comment --comment \"bench/svc-0:http -> 10.244.0.1:8080\" -m statistic --mode random --probability 0.5000000000 -j {sep1}"),
-        format!("-A {sep1} -s 10.244.0.1/32 -m comment --comment bench/svc-0:http -j KUBE-MARK-MASQ"),
-        format!("-A {sep1} -p tcp -m comment --comment bench/svc-0:http -m tcp -j DNAT --to-destination 10.244.0.1:8080"),
+        format!(
+            "-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment \"bench/svc-0:http cluster IP\" -m tcp --dport 80 -j {svc_chain}"
+        ),
+        format!(
+            "-A {svc_chain} ! -s 10.244.0.0/14 -d 10.96.0.10/32 -p tcp -m comment --comment \"bench/svc-0:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ"
+        ),
+        format!(
+            "-A {svc_chain} -m comment --comment \"bench/svc-0:http -> 10.244.0.1:8080\" -m statistic --mode random --probability 0.5000000000 -j {sep1}"
+        ),
+        format!(
+            "-A {sep1} -s 10.244.0.1/32 -m comment --comment bench/svc-0:http -j KUBE-MARK-MASQ"
+        ),
+        format!(
+            "-A {sep1} -p tcp -m comment --comment bench/svc-0:http -m tcp -j DNAT --to-destination 10.244.0.1:8080"
+        ),
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line}\nin:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line}\nin:\n{text}"
+        );
     }
     // The nodeports rule is the last of KUBE-SERVICES, as kube-proxy requires.
     let last = text
         .lines()
-        .filter(|l| l.starts_with("-A KUBE-SERVICES "))
-        .last()
+        .rfind(|l| l.starts_with("-A KUBE-SERVICES "))
         .unwrap();
     assert!(last.ends_with("-j KUBE-NODEPORTS"), "{last}");
 }

@@ -8,7 +8,11 @@ fn us(v: u64) -> Duration {
 fn nearest_rank_percentiles() {
     fn check(samples: &[u64], p: f64, expected: Option<u64>) {
         let sorted: Vec<Duration> = samples.iter().map(|v| us(*v)).collect();
-        assert_eq!(percentile(&sorted, p), expected.map(us), "p{p} of {samples:?}");
+        assert_eq!(
+            percentile(&sorted, p),
+            expected.map(us),
+            "p{p} of {samples:?}"
+        );
     }
     check(&[], 50.0, None);
     check(&[7], 50.0, Some(7));
