@@ -1,6 +1,7 @@
 //! The PodActor's kubelet behaviours on a hollow node against a real store (nats-server
 //! with JetStream): init containers and sidecars, probes, image pull policy, env
-//! `valueFrom`, volumes on disk, graceful termination, OOMKilled, Events. The hollow
+//! `valueFrom`, volumes on disk, graceful termination (a Service endpoint leaves the
+//! EndpointSlices before it is stopped), OOMKilled, Events. The hollow
 //! runtime is scripted (exits via env, exec results, unpullable images) so every
 //! scenario is deterministic; timeouts are failure guards only.
 
@@ -691,6 +692,75 @@ async fn graceful_termination_runs_pre_stop_first_within_grace() {
     assert!(node.runtime.list_sandboxes().await.unwrap().is_empty());
     let killing = node.wait_event("polite", "Killing").await;
     assert_eq!(killing["message"], "Stopping container main");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_endpoint_is_stopped_only_after_slices_mark_it_not_ready() {
+    let node = Node::start(HollowConfig::default()).await;
+    node.create(
+        json!({"metadata": {"name": "served", "labels": {"app": "s"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}}),
+    )
+    .await;
+    let pod = node
+        .wait_pod("served", |p| {
+            p.pointer("/status/phase") == Some(&json!("Running"))
+        })
+        .await;
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    // The pod is a ready endpoint of a Service, as the EndpointSlice controller writes it.
+    let slices = bus_schema::kinds::of::<k8s_openapi::api::discovery::v1::EndpointSlice>();
+    let endpoint = |ready: bool| {
+        json!([{"addresses": [ip], "targetRef": {"kind": "Pod", "name": "served", "uid": uid},
+            "conditions": {"ready": ready, "serving": true, "terminating": !ready}}])
+    };
+    let slice = node
+        .store
+        .create(
+            slices,
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "s-1", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "s"}},
+                "addressType": "IPv4", "endpoints": endpoint(true),
+                "ports": [{"name": "", "port": 80, "protocol": "TCP"}]}),
+        )
+        .await
+        .unwrap();
+    node.delete("served", 20).await;
+    // While a slice still lists it as ready, its containers are not stopped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let journal = node.runtime.journal();
+    assert!(
+        !journal.iter().any(|l| l.starts_with("stop main")),
+        "stopped while still a ready endpoint: {journal:?}"
+    );
+    assert!(
+        node.store
+            .get(pod_kind(), Some("default"), "served")
+            .await
+            .is_ok()
+    );
+    // The controller marks it terminating: the drain delay, then the stop.
+    let mut not_ready = slice;
+    not_ready["endpoints"] = endpoint(false);
+    node.store.update(slices, not_ready).await.unwrap();
+    node.wait_gone("served").await;
+    let journal = node.runtime.journal();
+    let stop = journal
+        .iter()
+        .find(|l| l.starts_with("stop main grace="))
+        .unwrap_or_else(|| panic!("{journal:?}"));
+    let grace: u64 = stop
+        .trim_start_matches("stop main grace=")
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(
+        (2..20).contains(&grace),
+        "the stop gets what the drain left of the grace period: {stop}"
+    );
     node.stop().await;
 }
 
