@@ -46,6 +46,32 @@ impl Node {
         std::mem::forget(index);
         let runtime = Arc::new(HollowRuntime::seeded(hollow, 7));
         let pods_dir = tempfile::tempdir().unwrap();
+        let agent = NodeAgent::start(store.clone(), runtime.clone(), Node::config(&pods_dir))
+            .await
+            .unwrap();
+        Node {
+            _nats: nats,
+            store,
+            runtime,
+            agent: Some(agent),
+            pods_dir,
+        }
+    }
+
+    /// A new agent on the same runtime, as after the agent process was killed.
+    async fn restart_agent(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.stop().await;
+        }
+        let config = Node::config(&self.pods_dir);
+        self.agent = Some(
+            NodeAgent::start(self.store.clone(), self.runtime.clone(), config)
+                .await
+                .unwrap(),
+        );
+    }
+
+    fn config(pods_dir: &tempfile::TempDir) -> AgentConfig {
         let mut config = AgentConfig::new("node-a");
         config.identity = NodeIdentity {
             name: "node-a".into(),
@@ -66,16 +92,7 @@ impl Node {
         config.pod_sync_interval = Duration::from_millis(50);
         config.volume_resync_interval = Duration::from_millis(200);
         config.pods_dir = Some(pods_dir.path().to_path_buf());
-        let agent = NodeAgent::start(store.clone(), runtime.clone(), config)
-            .await
-            .unwrap();
-        Node {
-            _nats: nats,
-            store,
-            runtime,
-            agent: Some(agent),
-            pods_dir,
-        }
+        config
     }
 
     async fn create(&self, pod: Value) -> Value {
@@ -500,6 +517,50 @@ async fn readiness_flips_ready_both_ways() {
         status_of(&pod, "containerStatuses", "web")["restartCount"],
         0
     );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_agent_keeps_adopted_pods_ready() {
+    let mut node = Node::start(HollowConfig::default()).await;
+    node.runtime.script_exec("web", &["ready?"], 0, "");
+    node.create(json!({
+        "metadata": {"name": "steady"},
+        "spec": {"containers": [{"name": "web", "image": "busybox:1",
+            "readinessProbe": {"exec": {"command": ["ready?"]},
+                "initialDelaySeconds": 2, "periodSeconds": 1}}]}
+    }))
+    .await;
+    let pod = node
+        .wait_pod("steady", |p| condition(p, "Ready") == "True")
+        .await;
+    let since: u64 = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    node.restart_agent().await;
+    // Past the new agent's first probe (initialDelaySeconds after adoption), the pod was
+    // never written not ready: Services keep sending it traffic across the restart.
+    let mut watch = node
+        .store
+        .watch(pod_kind(), Some("default"), since, WatchOptions::default())
+        .await
+        .unwrap();
+    let window = tokio::time::sleep(Duration::from_millis(3500));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            _ = &mut window => break,
+            ev = watch.next() => {
+                if let Some(Ok(WatchEvent::Modified(p))) = ev
+                    && object::name(&p) == "steady"
+                {
+                    assert_eq!(condition(&p, "Ready"), "True", "flipped on adoption: {p:#}");
+                }
+            }
+        }
+    }
     node.stop().await;
 }
 
