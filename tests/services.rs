@@ -8,7 +8,7 @@
 //!
 //! One scenario, in phases: ClusterIP over TCP from the node and from a pod (by DNS
 //! name); UDP through the kube-dns ClusterIP (the pod's resolver); headless Service DNS;
-//! ClientIP session affinity; a rolling update of a 3-replica Deployment while a client
+//! ClientIP session affinity; a 90/10 TrafficSplit over real pods; a rolling update of a 3-replica Deployment while a client
 //! opens connections continuously (zero failed); `kill -9` of the agent while the client
 //! runs (zero failed); scaling to 0 gives connection refused, not a hang.
 
@@ -279,6 +279,45 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 8080}}]
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: canary
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: canary}}
+  template:
+    metadata:
+      labels: {{app: canary}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: httpd
+        image: {IMAGE}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-stable
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-canary
+spec:
+  selector: {{app: canary}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
 apiVersion: v1
 kind: Pod
 metadata:
@@ -457,6 +496,37 @@ async fn scenario(fixture: &Fixture) {
     let sticky = vip(kc, "web-sticky");
     let stuck: BTreeSet<String> = (0..20).map(|_| get(sticky).unwrap()).collect();
     assert_eq!(stuck.len(), 1, "affinity broken: {stuck:?}");
+
+    // A 90/10 TrafficSplit of `web` between the 3 stable pods and the canary pod.
+    ok(
+        kc,
+        &["rollout", "status", "deployment/canary", "--timeout=120s"],
+    );
+    let split = dir.path().join("split.yaml");
+    std::fs::write(
+        &split,
+        "apiVersion: drover.io/v1\nkind: TrafficSplit\nmetadata:\n  name: web\nspec:\n  service: web\n  backends:\n  - {service: web-stable, weight: 90}\n  - {service: web-canary, weight: 10}\n",
+    )
+    .unwrap();
+    ok(kc, &["apply", "-f", split.to_str().unwrap()]);
+    wait_for("the canary answering through web", || {
+        (0..50)
+            .any(|_| get(web).is_ok_and(|h| h.starts_with("canary-")))
+            .then_some(())
+    })
+    .await;
+    const N: u32 = 2000;
+    let mut canary = 0;
+    for _ in 0..N {
+        if get(web).unwrap().starts_with("canary-") {
+            canary += 1;
+        }
+    }
+    let share = f64::from(canary) / f64::from(N);
+    eprintln!("traffic split 90/10: canary got {canary} of {N} ({share:.3})");
+    assert!((share - 0.10).abs() <= 0.03, "canary share {share}");
+    ok(kc, &["delete", "trafficsplit", "web"]);
+    ok(kc, &["delete", "deployment", "canary"]);
 
     // A rolling update while a client connects continuously: nothing fails, and the new
     // pods answer by the end.

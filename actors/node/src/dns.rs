@@ -73,8 +73,12 @@ pub fn endpoint_slice(node: &str, zone: Option<&str>, addr: Ipv4Addr, port: u16)
         "conditions": {"ready": true, "serving": true, "terminating": false},
         "nodeName": node,
     });
+    // Hints as the EndpointSlice controller writes them for `PreferSameNode`, so each
+    // node's proxy picks its own node's server (and its zone's, next).
+    ep["hints"] = json!({"forNodes": [{"name": node}]});
     if let Some(z) = zone {
         ep["zone"] = json!(z);
+        ep["hints"]["forZones"] = json!([{"name": z}]);
     }
     json!({
         "apiVersion": "discovery.k8s.io/v1",
@@ -282,6 +286,8 @@ mod tests {
         );
         assert_eq!(s["endpoints"][0]["nodeName"], "n1");
         assert_eq!(s["endpoints"][0]["zone"], "z1");
+        assert_eq!(s["endpoints"][0]["hints"]["forNodes"][0]["name"], "n1");
+        assert_eq!(s["endpoints"][0]["hints"]["forZones"][0]["name"], "z1");
         assert_eq!(s["ports"][0]["name"], "dns");
         assert_eq!(s["ports"][1]["protocol"], "TCP");
         let svc = service(Ipv4Addr::new(10, 96, 0, 10));

@@ -930,7 +930,25 @@ async fn run_probes(
     let mut tracker = match running.probes.remove(&name) {
         Some(t) if t.container == status.id => t,
         _ => match ProbeTracker::new(c, status.id.clone(), Instant::now()) {
-            Some(t) => t,
+            Some(mut t) => {
+                // Re-adopted after an agent restart: keep what was published for this
+                // very instance.
+                let id = format!("{}://{}", ctx.runtime_name, status.id);
+                let published = cx.pod.status.as_ref().and_then(|s| {
+                    let list = if init {
+                        s.init_container_statuses.as_ref()
+                    } else {
+                        s.container_statuses.as_ref()
+                    };
+                    list?
+                        .iter()
+                        .find(|p| p.name == name && p.container_id.as_deref() == Some(id.as_str()))
+                });
+                if let Some(p) = published {
+                    t.resume(p.ready, p.started.unwrap_or(false));
+                }
+                t
+            }
             None => return Ok(status),
         },
     };

@@ -145,6 +145,20 @@ impl ProbeTracker {
         })
     }
 
+    /// Carries over what an earlier agent published for this same container instance
+    /// (an agent restart re-adopting it): a container that was ready stays ready, and
+    /// one that had started stays started, until a probe says otherwise. Starting from
+    /// "not ready" would take every adopted pod out of its Services until its first
+    /// readiness probe passes (`initialDelaySeconds` later), as old kubelets did.
+    pub fn resume(&mut self, ready: bool, started: bool) {
+        if let Some(r) = self.readiness.as_mut() {
+            r.ok = ready;
+        }
+        if let Some(s) = self.startup.as_mut() {
+            s.ok = started;
+        }
+    }
+
     /// Whether the startup probe passed (true without one).
     pub fn started(&self) -> bool {
         self.startup.as_ref().is_none_or(|s| s.ok)

@@ -1,6 +1,7 @@
 //! The PodActor's kubelet behaviours on a hollow node against a real store (nats-server
 //! with JetStream): init containers and sidecars, probes, image pull policy, env
-//! `valueFrom`, volumes on disk, graceful termination, OOMKilled, Events. The hollow
+//! `valueFrom`, volumes on disk, graceful termination (a Service endpoint leaves the
+//! EndpointSlices before it is stopped), OOMKilled, Events. The hollow
 //! runtime is scripted (exits via env, exec results, unpullable images) so every
 //! scenario is deterministic; timeouts are failure guards only.
 
@@ -45,6 +46,32 @@ impl Node {
         std::mem::forget(index);
         let runtime = Arc::new(HollowRuntime::seeded(hollow, 7));
         let pods_dir = tempfile::tempdir().unwrap();
+        let agent = NodeAgent::start(store.clone(), runtime.clone(), Node::config(&pods_dir))
+            .await
+            .unwrap();
+        Node {
+            _nats: nats,
+            store,
+            runtime,
+            agent: Some(agent),
+            pods_dir,
+        }
+    }
+
+    /// A new agent on the same runtime, as after the agent process was killed.
+    async fn restart_agent(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.stop().await;
+        }
+        let config = Node::config(&self.pods_dir);
+        self.agent = Some(
+            NodeAgent::start(self.store.clone(), self.runtime.clone(), config)
+                .await
+                .unwrap(),
+        );
+    }
+
+    fn config(pods_dir: &tempfile::TempDir) -> AgentConfig {
         let mut config = AgentConfig::new("node-a");
         config.identity = NodeIdentity {
             name: "node-a".into(),
@@ -65,16 +92,7 @@ impl Node {
         config.pod_sync_interval = Duration::from_millis(50);
         config.volume_resync_interval = Duration::from_millis(200);
         config.pods_dir = Some(pods_dir.path().to_path_buf());
-        let agent = NodeAgent::start(store.clone(), runtime.clone(), config)
-            .await
-            .unwrap();
-        Node {
-            _nats: nats,
-            store,
-            runtime,
-            agent: Some(agent),
-            pods_dir,
-        }
+        config
     }
 
     async fn create(&self, pod: Value) -> Value {
@@ -503,6 +521,50 @@ async fn readiness_flips_ready_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_agent_keeps_adopted_pods_ready() {
+    let mut node = Node::start(HollowConfig::default()).await;
+    node.runtime.script_exec("web", &["ready?"], 0, "");
+    node.create(json!({
+        "metadata": {"name": "steady"},
+        "spec": {"containers": [{"name": "web", "image": "busybox:1",
+            "readinessProbe": {"exec": {"command": ["ready?"]},
+                "initialDelaySeconds": 2, "periodSeconds": 1}}]}
+    }))
+    .await;
+    let pod = node
+        .wait_pod("steady", |p| condition(p, "Ready") == "True")
+        .await;
+    let since: u64 = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    node.restart_agent().await;
+    // Past the new agent's first probe (initialDelaySeconds after adoption), the pod was
+    // never written not ready: Services keep sending it traffic across the restart.
+    let mut watch = node
+        .store
+        .watch(pod_kind(), Some("default"), since, WatchOptions::default())
+        .await
+        .unwrap();
+    let window = tokio::time::sleep(Duration::from_millis(3500));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            _ = &mut window => break,
+            ev = watch.next() => {
+                if let Some(Ok(WatchEvent::Modified(p))) = ev
+                    && object::name(&p) == "steady"
+                {
+                    assert_eq!(condition(&p, "Ready"), "True", "flipped on adoption: {p:#}");
+                }
+            }
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn image_pull_policies_and_pull_errors() {
     let node = Node::start(HollowConfig {
         unpullable_images: ["ghost:1".to_string()].into(),
@@ -691,6 +753,75 @@ async fn graceful_termination_runs_pre_stop_first_within_grace() {
     assert!(node.runtime.list_sandboxes().await.unwrap().is_empty());
     let killing = node.wait_event("polite", "Killing").await;
     assert_eq!(killing["message"], "Stopping container main");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_endpoint_is_stopped_only_after_slices_mark_it_not_ready() {
+    let node = Node::start(HollowConfig::default()).await;
+    node.create(
+        json!({"metadata": {"name": "served", "labels": {"app": "s"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1"}]}}),
+    )
+    .await;
+    let pod = node
+        .wait_pod("served", |p| {
+            p.pointer("/status/phase") == Some(&json!("Running"))
+        })
+        .await;
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    // The pod is a ready endpoint of a Service, as the EndpointSlice controller writes it.
+    let slices = bus_schema::kinds::of::<k8s_openapi::api::discovery::v1::EndpointSlice>();
+    let endpoint = |ready: bool| {
+        json!([{"addresses": [ip], "targetRef": {"kind": "Pod", "name": "served", "uid": uid},
+            "conditions": {"ready": ready, "serving": true, "terminating": !ready}}])
+    };
+    let slice = node
+        .store
+        .create(
+            slices,
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "s-1", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "s"}},
+                "addressType": "IPv4", "endpoints": endpoint(true),
+                "ports": [{"name": "", "port": 80, "protocol": "TCP"}]}),
+        )
+        .await
+        .unwrap();
+    node.delete("served", 20).await;
+    // While a slice still lists it as ready, its containers are not stopped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let journal = node.runtime.journal();
+    assert!(
+        !journal.iter().any(|l| l.starts_with("stop main")),
+        "stopped while still a ready endpoint: {journal:?}"
+    );
+    assert!(
+        node.store
+            .get(pod_kind(), Some("default"), "served")
+            .await
+            .is_ok()
+    );
+    // The controller marks it terminating: the drain delay, then the stop.
+    let mut not_ready = slice;
+    not_ready["endpoints"] = endpoint(false);
+    node.store.update(slices, not_ready).await.unwrap();
+    node.wait_gone("served").await;
+    let journal = node.runtime.journal();
+    let stop = journal
+        .iter()
+        .find(|l| l.starts_with("stop main grace="))
+        .unwrap_or_else(|| panic!("{journal:?}"));
+    let grace: u64 = stop
+        .trim_start_matches("stop main grace=")
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(
+        (2..20).contains(&grace),
+        "the stop gets what the drain left of the grace period: {stop}"
+    );
     node.stop().await;
 }
 
