@@ -9,11 +9,13 @@
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
 
+pub mod allocation_repair;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod graph;
 pub mod hpa;
 pub mod informer;
@@ -71,6 +73,10 @@ impl Controllers {
         tasks.push(tokio::spawn(pod_index(store.clone())));
         tasks.push(tokio::spawn(quota::run(store.clone())));
         tasks.push(tokio::spawn(disruption::run(store.clone())));
+        tasks.push(allocation_repair::start(
+            store.clone(),
+            allocation_repair::REPAIR_EVERY,
+        ));
         // Workload controllers share one cache over the kinds they need.
         let kinds = [
             replicaset::kinds(),
@@ -82,6 +88,7 @@ impl Controllers {
             cronjob::kinds(),
             hpa::kinds(),
             endpointslice::kinds(),
+            endpointslicemirroring::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -95,6 +102,7 @@ impl Controllers {
         tasks.extend(cronjob::start(&ctx));
         tasks.extend(hpa::start(&ctx));
         tasks.extend(endpointslice::start(&ctx));
+        tasks.extend(endpointslicemirroring::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }

@@ -309,7 +309,11 @@ fn reverse_names() {
         ok(vec![ptr("20.0.96.10.IN-ADDR.ARPA.", WEB)])
     });
     let v6 = "1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
-    check(v6, QType::Ptr, ok(vec![ptr(v6, "dual.ns.svc.cluster.local.")]));
+    check(
+        v6,
+        QType::Ptr,
+        ok(vec![ptr(v6, "dual.ns.svc.cluster.local.")]),
+    );
     // Endpoint addresses name their endpoint: hostname, else the dashed address.
     let q = "2.0.0.10.in-addr.arpa.";
     check(
