@@ -65,11 +65,11 @@ impl Forwarder {
         for upstream in &self.upstreams {
             let udp = upstream
                 .udp
-                .lookup(query.clone(), options.clone())
+                .lookup(query.clone(), options)
                 .first_answer()
                 .await;
             let answer = match udp {
-                Ok(resp) if resp.truncated() => tcp_lookup(upstream.addr, query, &options).await,
+                Ok(resp) if resp.truncated() => tcp_lookup(upstream.addr, query, options).await,
                 Ok(resp) => Ok(resp.into_message()),
                 Err(e) => Err(e),
             };
@@ -88,7 +88,7 @@ impl Forwarder {
 async fn tcp_lookup(
     addr: SocketAddr,
     query: &Query,
-    options: &DnsRequestOptions,
+    options: DnsRequestOptions,
 ) -> Result<Message, hickory_proto::ProtoError> {
     let (stream, sender) = TcpClientStream::new(
         addr,
@@ -99,7 +99,7 @@ async fn tcp_lookup(
     let (client, bg) = Client::with_timeout(stream, sender, UPSTREAM_TIMEOUT, None).await?;
     let bg = tokio::spawn(bg);
     let result = client
-        .lookup(query.clone(), options.clone())
+        .lookup(query.clone(), options)
         .first_answer()
         .await
         .map(|r| r.into_message());

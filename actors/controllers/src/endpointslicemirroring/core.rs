@@ -301,7 +301,7 @@ pub fn plan(endpoints: &Value, existing: &[&Value]) -> Mirror {
                 if fill(&mut first, group, &meta) {
                     plan.update.push(first);
                 }
-                plan.delete.extend(slices.map(|s| delete_ref(s)));
+                plan.delete.extend(slices.map(delete_ref));
             }
             None => unplaced.push(group),
         }
@@ -332,7 +332,7 @@ pub fn plan(endpoints: &Value, existing: &[&Value]) -> Mirror {
             }
         }
     }
-    plan.delete.extend(free.map(|s| delete_ref(s)));
+    plan.delete.extend(free.map(delete_ref));
     Mirror {
         plan,
         invalid_addresses,
