@@ -60,6 +60,9 @@ pub enum DnsError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An upstream is this server itself: every name it does not hold would loop.
+    #[error("dns upstream {0} is this server's own address")]
+    UpstreamIsSelf(SocketAddr),
     /// A client for an upstream resolver could not be set up.
     #[error("cannot set up the dns upstream client: {0}")]
     Upstream(#[from] hickory_proto::ProtoError),
@@ -83,6 +86,9 @@ impl Dns {
         let addr = udp.local_addr().map_err(bind(config.listen))?;
         let tcp = TcpListener::bind(addr).await.map_err(bind(addr))?;
         let index = Arc::new(RwLock::new(Index::new(&config.zone)));
+        if let Some(own) = config.upstreams.iter().find(|u| is_self(**u, addr)) {
+            return Err(DnsError::UpstreamIsSelf(*own));
+        }
         let mut tasks = Vec::new();
         let forwarder = if config.upstreams.is_empty() {
             None
@@ -126,6 +132,14 @@ impl Dns {
             let _ = t.await;
         }
     }
+}
+
+/// Whether `upstream` reaches the server listening on `listen` (same address, or a
+/// loopback address when it listens on all of them).
+fn is_self(upstream: SocketAddr, listen: SocketAddr) -> bool {
+    upstream.port() == listen.port()
+        && (upstream.ip() == listen.ip()
+            || (listen.ip().is_unspecified() && upstream.ip().is_loopback()))
 }
 
 /// Lists and watches `kind` into the index forever, listing afresh after any failure
@@ -174,3 +188,6 @@ async fn watch_once(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
