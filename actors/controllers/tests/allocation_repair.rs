@@ -12,8 +12,9 @@ use common::{kind, wait_for};
 use drover_admission::services::{
     CLUSTER_IP_REGISTRY, NODE_PORT_REGISTRY, REGISTRY_NAMESPACE, RepairState,
 };
-use drover_store::{Store, StoreConfig};
+use drover_store::{Store, StoreConfig, WatchEvent, WatchOptions};
 use drover_testkit::TestNats;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Unix seconds far past any claim the test makes (claims are stamped with the clock).
@@ -165,17 +166,41 @@ async fn the_loop_frees_leaks_and_reports_duplicates() {
 
     let repair =
         drover_controllers::allocation_repair::start(store.clone(), Duration::from_millis(100));
-    wait_for(
-        &store,
-        configmaps(),
-        Some(REGISTRY_NAMESPACE),
-        "leak freed",
-        |all| {
-            all.get(CLUSTER_IP_REGISTRY)
-                .is_some_and(|cm| cm["data"].get("10.96.0.78").is_none())
-        },
-    )
-    .await;
+    // The registry as it is now, then its changes (not its older history, where the
+    // leak was not written yet).
+    let current = store
+        .get(configmaps(), Some(REGISTRY_NAMESPACE), CLUSTER_IP_REGISTRY)
+        .await
+        .unwrap();
+    let freed = |cm: &Value| cm["data"].get("10.96.0.78").is_none();
+    if !freed(&current) {
+        let from = current["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap();
+        let mut watch = store
+            .watch(
+                configmaps(),
+                Some(REGISTRY_NAMESPACE),
+                from,
+                WatchOptions::default(),
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(common::GUARD, async {
+            while let Some(event) = watch.next().await {
+                if let WatchEvent::Modified(cm) = event.unwrap()
+                    && cm["metadata"]["name"] == CLUSTER_IP_REGISTRY
+                    && freed(&cm)
+                {
+                    return;
+                }
+            }
+            panic!("watch ended")
+        })
+        .await
+        .expect("the leak is freed");
+    }
     let events = wait_for(
         &store,
         kind("", "events"),

@@ -7,8 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Env, edit, kind, wait_for};
-use drover_store::{DeleteOptions, ListOptions};
+use common::{Env, edit, kind};
+use drover_store::{DeleteOptions, ListOptions, WatchEvent, WatchOptions, object};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 const NS: &str = "ns";
@@ -75,10 +76,62 @@ fn eps(slice: &Value) -> Vec<String> {
     v
 }
 
+/// Waits until `pred` holds for the current slices of the namespace: a list, then its
+/// watch from the list's revision (never the older history, where a state the test
+/// already left may match).
+async fn wait_current(
+    env: &Env,
+    what: &str,
+    pred: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> BTreeMap<String, Value> {
+    let listed = env
+        .store
+        .list(slices(), Some(NS), &ListOptions::default())
+        .await
+        .unwrap();
+    let mut all: BTreeMap<String, Value> = listed
+        .items
+        .into_iter()
+        .map(|s| (object::name(&s).to_string(), s))
+        .collect();
+    if pred(&all) {
+        return all;
+    }
+    let mut watch = env
+        .store
+        .watch(
+            slices(),
+            Some(NS),
+            listed.resource_version,
+            WatchOptions::default(),
+        )
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(common::GUARD, async {
+        while let Some(event) = watch.next().await {
+            match event.unwrap() {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                    all.insert(object::name(&o).to_string(), o);
+                }
+                WatchEvent::Deleted(o) => {
+                    all.remove(object::name(&o));
+                }
+                WatchEvent::Bookmark(_) => {}
+            }
+            if pred(&all) {
+                return all;
+            }
+        }
+        panic!("watch ended")
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 /// Waits until `name` has exactly one mirrored slice with these endpoints and first
 /// port; returns it.
 async fn one_slice(env: &Env, name: &str, want: &[&str], port: i64) -> Value {
-    let all = wait_for(&env.store, slices(), Some(NS), name, |all| {
+    let all = wait_current(env, name, |all| {
         let ours = mirrored(all, name);
         ours.len() == 1 && eps(ours[0]) == want && ours[0]["ports"][0]["port"] == port
     })
@@ -86,11 +139,8 @@ async fn one_slice(env: &Env, name: &str, want: &[&str], port: i64) -> Value {
     mirrored(&all, name)[0].clone()
 }
 
-async fn no_slices(env: &Env, name: &str) {
-    wait_for(&env.store, slices(), Some(NS), name, |all| {
-        mirrored(all, name).is_empty()
-    })
-    .await;
+async fn no_slices(env: &Env, name: &str) -> BTreeMap<String, Value> {
+    wait_current(env, name, |all| mirrored(all, name).is_empty()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,23 +193,53 @@ async fn endpoints_of_a_selectorless_service_are_mirrored_updated_and_removed() 
     env.stop().await;
 }
 
+/// A Deployment of `replicas` pods labelled `app: <name>`.
+fn deployment(name: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 0,
+                         "containers": [{"name": "main", "image": "busybox"}]},
+            },
+        },
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_with_a_selector_are_not_mirrored() {
-    let env = Env::start().await;
-    let subsets = json!([{"addresses": [{"ip": "192.0.2.9"}], "ports": [{"port": 80}]}]);
-    // Service with a selector and a hand-written Endpoints: not mirrored. That the
-    // controller looked at it shows when the selector goes (a slice appears) and comes
-    // back (the slice goes).
+    let mut env = Env::start().await;
+    env.add_node(0, &[], &[]).await;
+    // A Service with a selector over a running pod: the Endpoints controller writes its
+    // Endpoints (with the pod's address), the EndpointSlice controller its slice;
+    // mirroring stays out.
+    env.store
+        .create(kind("apps", "deployments"), deployment("sel", 1))
+        .await
+        .unwrap();
     env.store
         .create(services(), service("sel", Some(json!({"app": "sel"}))))
         .await
         .unwrap();
-    env.store
-        .create(endpoints(), user_endpoints("sel", subsets.clone()))
-        .await
-        .unwrap();
-    // A skip-mirror Endpoints of a selectorless Service, created before the first
-    // edit below: a mirrored slice for it would show in the same watch.
+    let all = common::wait_for(&env.store, endpoints(), Some(NS), "sel endpoints", |all| {
+        all.get("sel").is_some_and(|e| {
+            e.pointer("/subsets/0/addresses/0/ip")
+                .and_then(Value::as_str)
+                .is_some()
+        })
+    })
+    .await;
+    let pod_ip = all["sel"]["subsets"][0]["addresses"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A skip-mirror Endpoints of a selectorless Service.
+    let subsets = json!([{"addresses": [{"ip": "192.0.2.9"}], "ports": [{"port": 80}]}]);
     let mut skip = user_endpoints("skip", subsets);
     skip["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] = json!("true");
     env.store.create(endpoints(), skip).await.unwrap();
@@ -168,38 +248,32 @@ async fn services_with_a_selector_are_not_mirrored() {
         .await
         .unwrap();
 
+    // The selector goes: the Endpoints (now the user's) is mirrored. It comes back:
+    // the mirrored slice goes although the Endpoints still lists the pod.
     edit(&env.store, services(), Some(NS), "sel", |s| {
         s["spec"].as_object_mut().unwrap().remove("selector");
     })
     .await;
-    one_slice(&env, "sel", &["192.0.2.9"], 80).await;
+    one_slice(&env, "sel", &[pod_ip.as_str()], 80).await;
     edit(&env.store, services(), Some(NS), "sel", |s| {
         s["spec"]["selector"] = json!({"app": "sel"});
     })
     .await;
     no_slices(&env, "sel").await;
+    let ep = env.store.get(endpoints(), Some(NS), "sel").await.unwrap();
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], pod_ip.as_str());
 
     // The Service goes (selectorless again first): the mirrored slice goes with it.
     edit(&env.store, services(), Some(NS), "sel", |s| {
         s["spec"].as_object_mut().unwrap().remove("selector");
     })
     .await;
-    one_slice(&env, "sel", &["192.0.2.9"], 80).await;
+    one_slice(&env, "sel", &[pod_ip.as_str()], 80).await;
     env.store
         .delete(services(), Some(NS), "sel", &DeleteOptions::default())
         .await
         .unwrap();
-    no_slices(&env, "sel").await;
-    let listed = env
-        .store
-        .list(slices(), Some(NS), &ListOptions::default())
-        .await
-        .unwrap();
-    let all: BTreeMap<String, Value> = listed
-        .items
-        .into_iter()
-        .map(|s| (drover_store::object::name(&s).to_string(), s))
-        .collect();
+    let all = no_slices(&env, "sel").await;
     assert!(
         mirrored(&all, "skip").is_empty(),
         "skip-mirror was mirrored"
