@@ -8,6 +8,11 @@
 //! The decision logic is I/O-free ([`graph`]); this module is the thin loop around it:
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
+//!
+//! The other controllers run on the shared cache and controller runtime ([`runtime`]);
+//! the Service ones are the EndpointSlice/Endpoints controller ([`endpointslice`]), the
+//! EndpointSlice mirroring controller ([`endpointslicemirroring`]) and the cluster IP /
+//! node port allocation repair loop ([`allocation_repair`]).
 
 pub mod allocation_repair;
 pub mod cronjob;
