@@ -69,6 +69,11 @@ pub struct NodeArgs {
     /// an empty value attaches none (nodePorts then reach only from the node itself).
     #[arg(long, value_name = "IFACES", value_delimiter = ',')]
     pub nodeport_interfaces: Option<Vec<String>>,
+    /// Resolver that cluster DNS forwards names outside the cluster domain to
+    /// (repeatable, tried in order), e.g. 192.0.2.53:53. None by default: such names are
+    /// refused and no query leaves the machine.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
 }
 
 /// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
@@ -175,6 +180,7 @@ impl NodeHandle {
             if !args.no_node_dns {
                 config.node_dns = Some(drover_node::dns::NodeDnsConfig {
                     zone: args.cluster_domain.clone(),
+                    upstreams: args.dns_upstream.clone(),
                     ..Default::default()
                 });
             }

@@ -227,6 +227,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
                 drover_dns::DnsConfig {
                     listen,
                     zone: args.node.cluster_domain.clone(),
+                    upstreams: args.node.dns_upstream.clone(),
                 },
             )
             .await

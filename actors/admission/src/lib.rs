@@ -18,6 +18,7 @@
 pub mod allocator;
 pub mod limit_range;
 pub mod priority;
+pub mod repair;
 pub mod services;
 
 use bus_schema::quota::{self, ResourceList};

@@ -9,10 +9,12 @@
 //! claimed and, after a successful update or delete, what the Service no longer holds
 //! ([`release`]).
 //!
-//! There is no repair controller. Instead, when a request names a value that the
-//! registry gives to a Service that does not hold it (deleted without passing the
-//! gateway, e.g. by the namespace controller, or whose write failed) and was claimed over
-//! a minute ago, the claim takes it over: a leak costs a slot of the range until someone asks for that value.
+//! Leaks (a Service deleted without passing the gateway, e.g. by the namespace
+//! controller, or whose write failed after its claim) are freed by the repair pass
+//! ([`repair`], run periodically by the controllers; decisions in [`crate::repair`]),
+//! which also re-marks values Services hold that the registry lost. Meanwhile a request
+//! that names a value the registry gives to a Service that does not hold it, claimed
+//! over a minute ago, takes it over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
@@ -444,4 +446,102 @@ async fn give_back(
         registry,
         conflict(registry),
     ))
+}
+
+/// What the repair remembers between passes: the leak candidates each registry had.
+#[derive(Debug, Clone, Default)]
+pub struct RepairState {
+    flagged_ips: BTreeSet<String>,
+    flagged_ports: BTreeSet<String>,
+}
+
+/// A problem found on a Service: the Service as stored and Kubernetes' event for it.
+#[derive(Debug, Clone)]
+pub struct RepairProblem {
+    /// The Service.
+    pub service: Value,
+    /// Event reason (`ClusterIPNotAllocated`, `PortAlreadyAllocated`, ...).
+    pub reason: &'static str,
+    /// Event message.
+    pub message: String,
+}
+
+/// What one repair pass did.
+#[derive(Debug, Clone, Default)]
+pub struct RepairReport {
+    /// Values that look leaked: freed by the next pass if still so.
+    pub flagged: Vec<String>,
+    /// Leaked values freed (cluster IPs and node ports).
+    pub released: Vec<String>,
+    /// Values re-marked for the Services that hold them.
+    pub marked: Vec<String>,
+    /// Problems to report as Warning events.
+    pub problems: Vec<RepairProblem>,
+}
+
+/// One repair pass over both registries at `now` (unix seconds): reads each registry,
+/// then lists the Services (in that order, so a Service written after the read holds a
+/// value the registry already had or the CAS below fails), and writes the repaired
+/// registry by compare-and-swap only when it changed. A lost race is retried with a
+/// fresh read.
+pub async fn repair(
+    store: &Store,
+    state: &mut RepairState,
+    now: u64,
+) -> Result<RepairReport, StoreError> {
+    let r = ranges();
+    let mut report = RepairReport::default();
+    let passes: [(&Range, &str, &mut BTreeSet<String>); 2] = [
+        (&r.cluster_ips, CLUSTER_IP_REGISTRY, &mut state.flagged_ips),
+        (&r.node_ports, NODE_PORT_REGISTRY, &mut state.flagged_ports),
+    ];
+    for (range, registry, flagged) in passes {
+        let mut done = false;
+        for _ in 0..CAS_ATTEMPTS {
+            let (current, data) = read_registry(store, registry).await?;
+            let listed = store
+                .list(services(), None, &drover_store::ListOptions::default())
+                .await?;
+            let mut by_owner: BTreeMap<String, &Value> = BTreeMap::new();
+            let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for svc in &listed.items {
+                let owner = owner_of(svc);
+                let spec = svc.get("spec").cloned().unwrap_or(Value::Null);
+                let values: BTreeSet<String> = match range.kind() {
+                    allocator::RangeKind::Ip => allocator::held_ip(&spec).into_iter().collect(),
+                    allocator::RangeKind::Port => allocator::held_ports(&spec),
+                };
+                if !values.is_empty() {
+                    holders.insert(owner.clone(), values);
+                }
+                by_owner.insert(owner, svc);
+            }
+            let outcome =
+                crate::repair::reconcile(range, &data, &holders, flagged, now, LEAK_GRACE_SECS);
+            if outcome.changed && !write_registry(store, registry, current, &outcome.data).await? {
+                continue;
+            }
+            report.flagged.extend(outcome.flagged.iter().cloned());
+            *flagged = outcome.flagged;
+            report.released.extend(outcome.released);
+            report.marked.extend(outcome.marked);
+            for problem in outcome.problems {
+                let Some(svc) = by_owner.get(&problem.owner) else {
+                    continue;
+                };
+                let (reason, message) = problem.event(range);
+                report.problems.push(RepairProblem {
+                    service: (*svc).clone(),
+                    reason,
+                    message,
+                });
+            }
+            done = true;
+            break;
+        }
+        if !done {
+            return Err(conflict(registry));
+        }
+    }
+    Ok(report)
 }

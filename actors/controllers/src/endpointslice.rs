@@ -213,7 +213,7 @@ impl Reconciler for EndpointSliceController {
 
 /// Carries a slice plan out (deletes first, so a reused name cannot collide); returns
 /// the highest revision written (0 when only deletes or nothing).
-async fn write_slices(
+pub(crate) async fn write_slices(
     ctx: &Context,
     key: &ObjectKey,
     plan: core::SlicePlan,

@@ -8,12 +8,19 @@
 //! The decision logic is I/O-free ([`graph`]); this module is the thin loop around it:
 //! apply changes, decide for the objects they touched, carry the actions out, retry
 //! failures after a backoff.
+//!
+//! The other controllers run on the shared cache and controller runtime ([`runtime`]);
+//! the Service ones are the EndpointSlice/Endpoints controller ([`endpointslice`]), the
+//! EndpointSlice mirroring controller ([`endpointslicemirroring`]) and the cluster IP /
+//! node port allocation repair loop ([`allocation_repair`]).
 
+pub mod allocation_repair;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod graph;
 pub mod hpa;
 pub mod informer;
@@ -71,6 +78,10 @@ impl Controllers {
         tasks.push(tokio::spawn(pod_index(store.clone())));
         tasks.push(tokio::spawn(quota::run(store.clone())));
         tasks.push(tokio::spawn(disruption::run(store.clone())));
+        tasks.push(allocation_repair::start(
+            store.clone(),
+            allocation_repair::REPAIR_EVERY,
+        ));
         // Workload controllers share one cache over the kinds they need.
         let kinds = [
             replicaset::kinds(),
@@ -82,6 +93,7 @@ impl Controllers {
             cronjob::kinds(),
             hpa::kinds(),
             endpointslice::kinds(),
+            endpointslicemirroring::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -95,6 +107,7 @@ impl Controllers {
         tasks.extend(cronjob::start(&ctx));
         tasks.extend(hpa::start(&ctx));
         tasks.extend(endpointslice::start(&ctx));
+        tasks.extend(endpointslicemirroring::start(&ctx));
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }

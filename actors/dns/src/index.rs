@@ -15,7 +15,9 @@ pub const TTL: u32 = 5;
 /// What a query resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The name is outside the zone: this server does not recurse.
+    /// The name is not this server's to answer (outside the zone, or a reverse name of
+    /// an address no Service or endpoint has): forwarded upstream when upstreams are
+    /// configured, else REFUSED.
     Refused,
     /// The name does not exist in the zone (the SOA goes into authority).
     NxDomain,
@@ -57,6 +59,8 @@ pub enum Data {
         /// Fully qualified target.
         target: String,
     },
+    /// Reverse pointer (`in-addr.arpa` / `ip6.arpa`), fully qualified.
+    Ptr(String),
     /// The zone's start of authority.
     Soa(Soa),
 }
@@ -85,6 +89,8 @@ pub enum QType {
     Cname,
     /// SOA.
     Soa,
+    /// PTR.
+    Ptr,
     /// Any other type.
     Other,
 }
@@ -397,6 +403,9 @@ impl Index {
     pub fn answer(&self, qname: &str, qtype: QType) -> Answer {
         let owner = fqdn(qname);
         let lower = owner.trim_end_matches('.').to_lowercase();
+        if let Some(ip) = reverse_ip(&lower) {
+            return self.reverse_answer(&owner, ip, qtype);
+        }
         let rel = if lower == self.zone {
             ""
         } else if let Some(rel) = lower.strip_suffix(&format!(".{}", self.zone)) {
@@ -547,6 +556,104 @@ impl Index {
                 .collect(),
         )
     }
+}
+
+impl Index {
+    /// The names an address stands for, as CoreDNS's kubernetes plugin answers a reverse
+    /// query (`serviceRecordForIP`): a Service whose cluster IP it is, else every ready
+    /// endpoint with that address (`<hostname or dashed-ip>.<svc>.<ns>.svc.<zone>`).
+    fn names_of(&self, ip: IpAddr) -> BTreeSet<String> {
+        let services: BTreeSet<String> = self
+            .services
+            .iter()
+            .filter(|(_, svc)| svc.external_name.is_none() && svc.cluster_ips.contains(&ip))
+            .map(|((ns, name), _)| format!("{name}.{ns}.svc.{}.", self.zone))
+            .collect();
+        if !services.is_empty() {
+            return services;
+        }
+        self.slices
+            .values()
+            // A slice whose Service is gone (or became an ExternalName) names nothing.
+            .filter(|s| {
+                self.services
+                    .get(&(s.namespace.clone(), s.service.clone()))
+                    .is_some_and(|svc| svc.external_name.is_none())
+            })
+            .flat_map(|s| {
+                s.endpoints
+                    .iter()
+                    .filter(move |ep| ep.addresses.contains(&ip))
+                    .map(move |ep| {
+                        format!(
+                            "{}.{}.{}.svc.{}.",
+                            endpoint_label(ep, &ip),
+                            s.service,
+                            s.namespace,
+                            self.zone
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// A reverse query: PTR records for an address the cluster knows; any other address
+    /// is not this server's (CoreDNS's `fallthrough in-addr.arpa ip6.arpa`).
+    fn reverse_answer(&self, owner: &str, ip: IpAddr, qtype: QType) -> Answer {
+        let names = self.names_of(ip);
+        if names.is_empty() {
+            return Answer::Refused;
+        }
+        if qtype != QType::Ptr {
+            return nodata();
+        }
+        records(
+            names
+                .into_iter()
+                .map(|target| Rec {
+                    name: owner.to_string(),
+                    data: Data::Ptr(target),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The address a full reverse name stands for (`4.3.2.1.in-addr.arpa` -> 1.2.3.4, 32
+/// nibbles under `ip6.arpa` for IPv6); `None` for anything else, including partial
+/// reverse names (zone cuts) and labels with leading zeros or signs.
+fn reverse_ip(lower: &str) -> Option<IpAddr> {
+    if let Some(rest) = lower.strip_suffix(".in-addr.arpa") {
+        let labels: Vec<&str> = rest.split('.').collect();
+        if labels.len() != 4 {
+            return None;
+        }
+        let mut octets = [0u8; 4];
+        for (i, label) in labels.iter().rev().enumerate() {
+            let canonical = !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_digit())
+                && (label.len() == 1 || !label.starts_with('0'));
+            if !canonical {
+                return None;
+            }
+            octets[i] = label.parse().ok()?;
+        }
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    let rest = lower.strip_suffix(".ip6.arpa")?;
+    let labels: Vec<&str> = rest.split('.').collect();
+    if labels.len() != 32 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for label in labels.iter().rev() {
+        let [digit] = label.as_bytes() else {
+            return None;
+        };
+        let nibble = char::from(*digit).to_digit(16)?;
+        value = (value << 4) | u128::from(nibble);
+    }
+    Some(IpAddr::V6(Ipv6Addr::from(value)))
 }
 
 /// `1-2-3-4.<ns>.pod.<zone>` -> 1.2.3.4, unchecked against Pods (CoreDNS `pods insecure`).

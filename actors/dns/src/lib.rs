@@ -1,9 +1,12 @@
 //! drover's cluster DNS: an authoritative server for the cluster zone (`cluster.local`
 //! by default) that follows Services and EndpointSlices in the store (one list + watch
 //! each, into an in-memory [`index::Index`]) and answers the Kubernetes DNS schema over
-//! UDP and TCP with hickory-server. It never recurses: names outside the zone are
-//! REFUSED, so no query leaves the machine.
+//! UDP and TCP with hickory-server, including reverse (PTR) names of cluster IPs and
+//! endpoint addresses. Names it does not hold go to the configured upstream resolvers
+//! ([`DnsConfig::upstreams`], [`forward`]); with none configured (the default) they are
+//! REFUSED, so no query leaves the machine unless asked to.
 
+mod forward;
 pub mod index;
 mod server;
 
@@ -31,6 +34,9 @@ pub struct DnsConfig {
     pub listen: SocketAddr,
     /// The cluster domain.
     pub zone: String,
+    /// Resolvers that names outside the zone are forwarded to, tried in order; empty
+    /// (the default) means such names are REFUSED.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 impl Default for DnsConfig {
@@ -38,6 +44,7 @@ impl Default for DnsConfig {
         DnsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 53)),
             zone: "cluster.local".into(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -53,6 +60,12 @@ pub enum DnsError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An upstream is this server itself: every name it does not hold would loop.
+    #[error("dns upstream {0} is this server's own address")]
+    UpstreamIsSelf(SocketAddr),
+    /// A client for an upstream resolver could not be set up.
+    #[error("cannot set up the dns upstream client: {0}")]
+    Upstream(#[from] hickory_proto::ProtoError),
 }
 
 /// The running server: its informers and its sockets.
@@ -73,14 +86,26 @@ impl Dns {
         let addr = udp.local_addr().map_err(bind(config.listen))?;
         let tcp = TcpListener::bind(addr).await.map_err(bind(addr))?;
         let index = Arc::new(RwLock::new(Index::new(&config.zone)));
-        let mut server = hickory_server::ServerFuture::new(server::Handler::new(index.clone()));
+        if let Some(own) = config.upstreams.iter().find(|u| is_self(**u, addr)) {
+            return Err(DnsError::UpstreamIsSelf(*own));
+        }
+        let mut tasks = Vec::new();
+        let forwarder = if config.upstreams.is_empty() {
+            None
+        } else {
+            let (forwarder, upstream_tasks) = forward::Forwarder::new(&config.upstreams).await?;
+            tasks.extend(upstream_tasks);
+            Some(forwarder)
+        };
+        let mut server =
+            hickory_server::ServerFuture::new(server::Handler::new(index.clone(), forwarder));
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT);
         let services = bus_schema::kinds::by_group_resource("", "services")
             .expect("services is a built-in kind");
         let slices = bus_schema::kinds::by_group_resource("discovery.k8s.io", "endpointslices")
             .expect("endpointslices is a built-in kind");
-        let tasks = vec![
+        tasks.extend([
             tokio::spawn(follow(store.clone(), services, index.clone())),
             tokio::spawn(follow(store, slices, index)),
             tokio::spawn(async move {
@@ -88,8 +113,8 @@ impl Dns {
                     tracing::warn!(message = "dns server stopped", %error);
                 }
             }),
-        ];
-        tracing::info!(message = "dns listening", %addr, zone = %config.zone);
+        ]);
+        tracing::info!(message = "dns listening", %addr, zone = %config.zone, upstreams = ?config.upstreams);
         Ok(Dns { addr, tasks })
     }
 
@@ -107,6 +132,14 @@ impl Dns {
             let _ = t.await;
         }
     }
+}
+
+/// Whether `upstream` reaches the server listening on `listen` (same address, or a
+/// loopback address when it listens on all of them).
+fn is_self(upstream: SocketAddr, listen: SocketAddr) -> bool {
+    upstream.port() == listen.port()
+        && (upstream.ip() == listen.ip()
+            || (listen.ip().is_unspecified() && upstream.ip().is_loopback()))
 }
 
 /// Lists and watches `kind` into the index forever, listing afresh after any failure
@@ -155,3 +188,6 @@ async fn watch_once(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

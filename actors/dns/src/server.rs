@@ -3,11 +3,12 @@
 use std::sync::{Arc, RwLock};
 
 use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
+use crate::forward::Forwarder;
 use crate::index::{Answer, Data, Index, QType, Rec, TTL};
 
 /// SOA timers, as CoreDNS's kubernetes plugin writes them.
@@ -15,14 +16,16 @@ const REFRESH: i32 = 7200;
 const RETRY: i32 = 1800;
 const EXPIRE: i32 = 86400;
 
-/// Answers from the shared index.
+/// Answers from the shared index; what the index does not hold goes to the forwarder,
+/// when there is one.
 pub(crate) struct Handler {
     index: Arc<RwLock<Index>>,
+    forwarder: Option<Forwarder>,
 }
 
 impl Handler {
-    pub(crate) fn new(index: Arc<RwLock<Index>>) -> Handler {
-        Handler { index }
+    pub(crate) fn new(index: Arc<RwLock<Index>>, forwarder: Option<Forwarder>) -> Handler {
+        Handler { index, forwarder }
     }
 }
 
@@ -33,6 +36,7 @@ fn qtype(t: RecordType) -> QType {
         RecordType::SRV => QType::Srv,
         RecordType::CNAME => QType::Cname,
         RecordType::SOA => QType::Soa,
+        RecordType::PTR => QType::Ptr,
         _ => QType::Other,
     }
 }
@@ -56,6 +60,7 @@ fn record(rec: &Rec) -> Option<Record> {
             *port,
             Name::from_ascii(target).ok()?,
         )),
+        Data::Ptr(target) => RData::PTR(PTR(Name::from_ascii(target).ok()?)),
         Data::Soa(soa) => RData::SOA(SOA::new(
             Name::from_ascii(&soa.mname).ok()?,
             Name::from_ascii(&soa.rname).ok()?,
@@ -107,6 +112,29 @@ impl RequestHandler for Handler {
         let mut header = Header::response_from_request(request.header());
         header.set_recursion_available(false);
         let (answers, additionals, authority) = match answer {
+            Answer::Refused if self.forwarder.is_some() => {
+                let forwarder = self.forwarder.as_ref().expect("checked above");
+                let reply = forwarder
+                    .forward(query, request.header().recursion_desired())
+                    .await;
+                let Some(reply) = reply else {
+                    let code = ResponseCode::ServFail;
+                    let msg = builder.error_msg(request.header(), code);
+                    return send(&mut response_handle, msg, request.header(), code).await;
+                };
+                header.set_response_code(reply.response_code());
+                header.set_authoritative(reply.authoritative());
+                header.set_recursion_available(reply.recursion_available());
+                let msg = builder.build(
+                    header,
+                    reply.answers().iter(),
+                    reply.name_servers().iter(),
+                    std::iter::empty(),
+                    reply.additionals().iter(),
+                );
+                let code = header.response_code();
+                return send(&mut response_handle, msg, request.header(), code).await;
+            }
             Answer::Refused => {
                 let code = ResponseCode::Refused;
                 let msg = builder.error_msg(request.header(), code);

@@ -96,6 +96,7 @@ async fn ask(client: &mut Client, name: &str, t: RecordType) -> Reply {
                 s.target()
             ),
             RData::CNAME(c) => format!("CNAME {}", c.0),
+            RData::PTR(p) => format!("PTR {}", p.0),
             other => format!("{other:?}"),
         })
         .collect();
@@ -133,6 +134,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(Vec::new()).await
+}
+
+async fn start_with(upstreams: Vec<SocketAddr>) -> Env {
     let nats = TestNats::start().await;
     let store = Store::new(nats.client().await, StoreConfig::default())
         .await
@@ -144,6 +149,7 @@ async fn start() -> Env {
         DnsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             zone: "cluster.local".into(),
+            upstreams,
         },
     )
     .await
@@ -281,4 +287,135 @@ async fn services_endpoints_and_changes_over_udp_and_tcp() {
     )
     .await;
     env.dns.stop().await;
+}
+
+#[tokio::test]
+async fn reverse_lookups_of_cluster_ips_and_headless_endpoints() {
+    let env = start().await;
+    let services = kind("", "services");
+    let slices = kind("discovery.k8s.io", "endpointslices");
+    let web = service(
+        "web",
+        json!({"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}),
+    );
+    env.store.create(services, web).await.unwrap();
+    let db = service(
+        "db",
+        json!({"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}),
+    );
+    env.store.create(services, db).await.unwrap();
+    let s = slice(
+        "db-1",
+        "db",
+        json!([ep("10.0.0.1", Some("db-0")), ep("10.0.0.2", None)]),
+    );
+    env.store.create(slices, s).await.unwrap();
+
+    let addr = env.dns.local_addr();
+    let mut udp = client(addr, false).await;
+    let mut tcp = client(addr, true).await;
+    wait_for(
+        &mut udp,
+        "2.0.0.10.in-addr.arpa.",
+        RecordType::PTR,
+        reply(OK, &["PTR 10-0-0-2.db.ns.svc.cluster.local."], false),
+    )
+    .await;
+    for c in [&mut udp, &mut tcp] {
+        assert_eq!(
+            ask(c, "20.0.96.10.in-addr.arpa.", RecordType::PTR).await,
+            reply(OK, &["PTR web.ns.svc.cluster.local."], false)
+        );
+        assert_eq!(
+            ask(c, "1.0.0.10.in-addr.arpa.", RecordType::PTR).await,
+            reply(OK, &["PTR db-0.db.ns.svc.cluster.local."], false)
+        );
+        assert_eq!(
+            ask(c, "9.9.9.10.in-addr.arpa.", RecordType::PTR).await,
+            reply(ResponseCode::Refused, &[], false),
+            "an address the cluster does not know is not this server's without upstreams"
+        );
+    }
+    // The Service goes: so does its reverse name.
+    env.store
+        .delete(services, Some("ns"), "web", &DeleteOptions::default())
+        .await
+        .unwrap();
+    wait_for(
+        &mut udp,
+        "20.0.96.10.in-addr.arpa.",
+        RecordType::PTR,
+        reply(ResponseCode::Refused, &[], false),
+    )
+    .await;
+    env.dns.stop().await;
+}
+
+#[tokio::test]
+async fn names_outside_the_zone_go_to_the_upstream() {
+    // The upstream: a second server (hickory, like the first) on 127.0.0.2, authoritative
+    // for its own zone over the same store.
+    let nats = TestNats::start().await;
+    let store = Store::new(nats.client().await, StoreConfig::default())
+        .await
+        .unwrap();
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}});
+    store.create(kind("", "namespaces"), ns).await.unwrap();
+    let web = service(
+        "web",
+        json!({"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}),
+    );
+    store.create(kind("", "services"), web).await.unwrap();
+    let upstream = Dns::start(
+        store.clone(),
+        DnsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 2], 0)),
+            zone: "upstream.test".into(),
+            upstreams: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    // A port nothing answers on, tried first: the forwarder moves on to the next.
+    let silent = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let env = start_with(vec![silent.local_addr().unwrap(), upstream.local_addr()]).await;
+    let mut udp = client(env.dns.local_addr(), false).await;
+    let mut tcp = client(env.dns.local_addr(), true).await;
+    let name = "web.ns.svc.upstream.test.";
+    wait_for(
+        &mut udp,
+        name,
+        RecordType::A,
+        reply(OK, &["10.96.0.20"], false),
+    )
+    .await;
+    assert_eq!(
+        ask(&mut tcp, name, RecordType::A).await,
+        reply(OK, &["10.96.0.20"], false)
+    );
+    // The upstream's NXDOMAIN (with its SOA) and REFUSED come back as it gave them.
+    assert_eq!(
+        ask(&mut udp, "nope.ns.svc.upstream.test.", RecordType::A).await,
+        reply(ResponseCode::NXDomain, &[], true)
+    );
+    assert_eq!(
+        ask(&mut udp, "example.com.", RecordType::A).await,
+        reply(ResponseCode::Refused, &[], false)
+    );
+    // The cluster zone is still answered here, never forwarded.
+    assert_eq!(
+        ask(&mut udp, "web.ns.svc.cluster.local.", RecordType::A).await,
+        reply(ResponseCode::NXDomain, &[], true)
+    );
+    env.dns.stop().await;
+
+    // Only silent upstreams: SERVFAIL.
+    let env = start_with(vec![silent.local_addr().unwrap()]).await;
+    let mut udp = client(env.dns.local_addr(), false).await;
+    assert_eq!(
+        ask(&mut udp, name, RecordType::A).await,
+        reply(ResponseCode::ServFail, &[], false)
+    );
+    env.dns.stop().await;
+    upstream.stop().await;
 }

@@ -31,6 +31,8 @@ pub struct NodeDnsConfig {
     pub zone: String,
     /// The port on the gateway address (53).
     pub port: u16,
+    /// Resolvers names outside the zone are forwarded to (none: refused).
+    pub upstreams: Vec<SocketAddr>,
 }
 
 impl Default for NodeDnsConfig {
@@ -38,6 +40,7 @@ impl Default for NodeDnsConfig {
         NodeDnsConfig {
             zone: "cluster.local".into(),
             port: 53,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -167,6 +170,7 @@ pub async fn start(
         drover_dns::DnsConfig {
             listen: SocketAddr::from((gw, config.port)),
             zone: config.zone.clone(),
+            upstreams: config.upstreams.clone(),
         },
     )
     .await?;

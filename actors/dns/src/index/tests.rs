@@ -292,3 +292,56 @@ fn updates_report_changes_and_bump_the_serial() {
     assert!(!ix.upsert_service(&json!({"spec": 3})));
     assert!(!ix.upsert_slice(&json!(null)));
 }
+
+fn ptr(name: &str, target: &str) -> Rec {
+    Rec {
+        name: name.into(),
+        data: Data::Ptr(target.into()),
+    }
+}
+
+#[test]
+fn reverse_names() {
+    // A cluster IP names its Service; the dual-stack one by either family.
+    let q = "20.0.96.10.in-addr.arpa.";
+    check(q, QType::Ptr, ok(vec![ptr(q, WEB)]));
+    check("20.0.96.10.IN-ADDR.ARPA", QType::Ptr, {
+        ok(vec![ptr("20.0.96.10.IN-ADDR.ARPA.", WEB)])
+    });
+    let v6 = "1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+    check(
+        v6,
+        QType::Ptr,
+        ok(vec![ptr(v6, "dual.ns.svc.cluster.local.")]),
+    );
+    // Endpoint addresses name their endpoint: hostname, else the dashed address.
+    let q = "2.0.0.10.in-addr.arpa.";
+    check(
+        q,
+        QType::Ptr,
+        ok(vec![ptr(q, "db-1.db.ns.svc.cluster.local.")]),
+    );
+    let q = "3.0.0.10.in-addr.arpa.";
+    check(
+        q,
+        QType::Ptr,
+        ok(vec![ptr(q, "10-0-0-3.db.ns.svc.cluster.local.")]),
+    );
+    // A known address asked for another type: NODATA.
+    check("20.0.96.10.in-addr.arpa.", QType::A, ok(vec![]));
+    // Not ours: an unready endpoint, a slice whose Service does not exist, an unknown
+    // address, partial or malformed reverse names.
+    for q in [
+        "9.0.0.10.in-addr.arpa.",
+        "9.9.9.10.in-addr.arpa.",
+        "1.1.1.1.in-addr.arpa.",
+        "96.10.in-addr.arpa.",
+        "020.0.96.10.in-addr.arpa.",
+        "256.0.96.10.in-addr.arpa.",
+        "x.0.96.10.in-addr.arpa.",
+        "in-addr.arpa.",
+        "1.2.ip6.arpa.",
+    ] {
+        check(q, QType::Ptr, Answer::Refused);
+    }
+}
