@@ -7,7 +7,8 @@
 //! connections and the pods' are translated, and nothing outside the test is.
 //!
 //! One scenario, in phases: ClusterIP over TCP from the node and from a pod (by DNS
-//! name); UDP through the kube-dns ClusterIP (the pod's resolver); headless Service DNS;
+//! name); NodePort from outside the node (another namespace over a veth) and from the
+//! node; UDP through the kube-dns ClusterIP (the pod's resolver); headless Service DNS;
 //! ClientIP session affinity; a 90/10 TrafficSplit over real pods; a rolling update of a 3-replica Deployment while a client
 //! opens connections continuously (zero failed); `kill -9` of the agent while the client
 //! runs (zero failed); scaling to 0 gives connection refused, not a hang.
@@ -56,7 +57,13 @@ struct Fixture {
     cgroup: PathBuf,
     old_cgroup: PathBuf,
     pin_dir: PathBuf,
+    /// A network namespace outside the node, joined to it by the veth pair
+    /// `np-node` (192.168.77.1, the node's address) / `np-out` (192.168.77.2).
+    outside: String,
 }
+
+/// The node's address on the link to the outside namespace.
+const NODE_IP: &str = "192.168.77.1";
 
 impl Fixture {
     fn new() -> Fixture {
@@ -71,6 +78,7 @@ impl Fixture {
             cgroup: root.join(&name),
             old_cgroup: root.join(rel.trim_start_matches('/')),
             pin_dir: PathBuf::from("/sys/fs/bpf").join(&name),
+            outside: format!("{name}-out"),
             name,
         };
         std::fs::create_dir(&f.cgroup).unwrap();
@@ -79,6 +87,20 @@ impl Fixture {
             std::process::id().to_string(),
         )
         .unwrap();
+        let ip = |args: &str| {
+            drover_testkit::netns::run("ip", &args.split(' ').collect::<Vec<_>>());
+        };
+        ip(&format!("netns add {}", f.outside));
+        ip(&format!("-n {} link set lo up", f.outside));
+        ip("link add np-node type veth peer name np-out");
+        ip(&format!("link set np-out netns {}", f.outside));
+        ip(&format!("addr add {NODE_IP}/24 dev np-node"));
+        ip("link set np-node up");
+        ip(&format!(
+            "-n {} addr add 192.168.77.2/24 dev np-out",
+            f.outside
+        ));
+        ip(&format!("-n {} link set np-out up", f.outside));
         f
     }
 }
@@ -97,6 +119,10 @@ fn remove_cgroup_tree(dir: &Path) {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // The namespace's file under /run/netns is on the host's filesystem.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.outside])
+            .status();
         let _ = drover_bpf::unpin(&self.pin_dir);
         let _ = std::fs::write(
             self.old_cgroup.join("cgroup.procs"),
@@ -136,6 +162,10 @@ fn spawn_agent(nats: &str, data: &Path, fixture: &Fixture) -> Up {
         fixture.pin_dir.to_str().unwrap(),
         "--cgroup-root",
         &cgroup_root,
+        "--node-address",
+        NODE_IP,
+        "--nodeport-interfaces",
+        "np-node",
     ])
 }
 
@@ -269,6 +299,15 @@ spec:
   selector: {{app: web}}
   sessionAffinity: ClientIP
   ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-np
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
 ---
 apiVersion: v1
 kind: Service
@@ -491,6 +530,46 @@ async fn scenario(fixture: &Fixture) {
     for ip in &ips {
         assert!(headless.contains(ip.as_str()), "{ip} missing in {headless}");
     }
+
+    // NodePort: from outside the node (a client in another namespace reaches the node's
+    // address over a veth; TC translates), and from the node itself.
+    let node_port = ok(
+        kc,
+        &[
+            "get",
+            "svc",
+            "web-np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ],
+    );
+    let outside: SocketAddr = format!("{NODE_IP}:{}", node_port.trim()).parse().unwrap();
+    // The client runs outside the node's cgroup (the socket programs would translate
+    // its connect() before TC saw a packet) and inside the outside namespace.
+    let outside_get = format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} sh -c \
+         'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do busybox wget -qO- http://{outside}/ || exit 1; done'",
+        fixture.old_cgroup.display(),
+        fixture.outside
+    );
+    let from_outside = wait_for("the nodePort answering from outside", || {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &outside_get])
+            .output()
+            .unwrap();
+        let hosts: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        (out.status.success() && hosts.len() > 1).then_some(hosts)
+    })
+    .await;
+    assert!(
+        from_outside.is_subset(&hosts),
+        "{from_outside:?} vs {hosts:?}"
+    );
+    let local: SocketAddr = format!("127.0.0.1:{}", node_port.trim()).parse().unwrap();
+    assert!(hosts.contains(&get(local).unwrap()));
 
     // ClientIP affinity: one client, one backend.
     let sticky = vip(kc, "web-sticky");
