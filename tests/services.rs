@@ -594,7 +594,7 @@ async fn scenario(fixture: &Fixture) {
             .then_some(())
     })
     .await;
-    const N: u32 = 2000;
+    const N: u32 = 10_000;
     let mut canary = 0;
     for _ in 0..N {
         if get(web).unwrap().starts_with("canary-") {
