@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Up, kubectl, ok};
+use common::{Purge, Up, kubectl, ok};
 use drover_node::containerd::ContainerdPaths;
 use drover_testkit::free_port;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -30,15 +30,6 @@ fn drover_up_runs_pods_with_logs_and_exec() {
         .build()
         .unwrap()
         .block_on(scenario());
-}
-
-/// Whatever happens, kills what the node's containerd started (by PID) and unmounts it.
-struct Purge(ContainerdPaths);
-
-impl Drop for Purge {
-    fn drop(&mut self) {
-        drover_node::host::purge(&self.0);
-    }
 }
 
 async fn scenario() {

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Up, kubectl, ok};
+use common::{Purge, Up, kubectl, ok};
 use drover_node::containerd::ContainerdPaths;
+use drover_testkit::cgroup::{TestCgroup, remove_tree};
 use drover_testkit::free_port;
 
 const IMAGE: &str = "localhost/busybox:latest";
@@ -54,8 +55,7 @@ fn services_end_to_end_with_real_pods() {
 /// and removes every cgroup left under the test's root, also when the test fails.
 struct Fixture {
     name: String,
-    cgroup: PathBuf,
-    old_cgroup: PathBuf,
+    cgroup: TestCgroup,
     pin_dir: PathBuf,
     /// A network namespace outside the node, joined to it by the veth pair
     /// `np-node` (192.168.77.1, the node's address) / `np-out` (192.168.77.2).
@@ -68,25 +68,12 @@ const NODE_IP: &str = "192.168.77.1";
 impl Fixture {
     fn new() -> Fixture {
         let name = format!("drover-svc-test-{}", std::process::id());
-        let root = drover_node::proxy::cgroup2_root().unwrap();
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let rel = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("a cgroup v2 line in /proc/self/cgroup");
         let f = Fixture {
-            cgroup: root.join(&name),
-            old_cgroup: root.join(rel.trim_start_matches('/')),
+            cgroup: TestCgroup::new(&name, true),
             pin_dir: PathBuf::from("/sys/fs/bpf").join(&name),
             outside: format!("{name}-out"),
             name,
         };
-        std::fs::create_dir(&f.cgroup).unwrap();
-        std::fs::write(
-            f.cgroup.join("cgroup.procs"),
-            std::process::id().to_string(),
-        )
-        .unwrap();
         let ip = |args: &str| {
             drover_testkit::netns::run("ip", &args.split(' ').collect::<Vec<_>>());
         };
@@ -105,18 +92,6 @@ impl Fixture {
     }
 }
 
-/// Removes the empty cgroup `dir` and its descendants, children first.
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 impl Drop for Fixture {
     fn drop(&mut self) {
         // The namespace's file under /run/netns is on the host's filesystem.
@@ -124,24 +99,13 @@ impl Drop for Fixture {
             .args(["netns", "del", &self.outside])
             .status();
         let _ = drover_bpf::unpin(&self.pin_dir);
-        let _ = std::fs::write(
-            self.old_cgroup.join("cgroup.procs"),
-            std::process::id().to_string(),
-        );
+        // runc made the pods' cgroups under the test's name in the v1 hierarchies too;
+        // the v2 one goes with `cgroup` (after this).
         if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
             for h in hierarchies.flatten() {
-                remove_cgroup_tree(&h.path().join(&self.name));
+                remove_tree(&h.path().join(&self.name));
             }
         }
-    }
-}
-
-/// Kills what the node's containerd started (by PID) and unmounts it, whatever happens.
-struct Purge(ContainerdPaths);
-
-impl Drop for Purge {
-    fn drop(&mut self) {
-        drover_node::host::purge(&self.0);
     }
 }
 
@@ -157,7 +121,7 @@ fn spawn_agent(nats: &str, data: &Path, fixture: &Fixture) -> Up {
         "--node-name",
         "node-a",
         "--proxy-cgroup",
-        fixture.cgroup.to_str().unwrap(),
+        fixture.cgroup.path().to_str().unwrap(),
         "--bpf-pin-dir",
         fixture.pin_dir.to_str().unwrap(),
         "--cgroup-root",
@@ -549,7 +513,7 @@ async fn scenario(fixture: &Fixture) {
     let outside_get = format!(
         "echo $$ > {}/cgroup.procs && exec ip netns exec {} sh -c \
          'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do busybox wget -qO- http://{outside}/ || exit 1; done'",
-        fixture.old_cgroup.display(),
+        fixture.cgroup.previous().unwrap().display(),
         fixture.outside
     );
     let from_outside = wait_for("the nodePort answering from outside", || {

@@ -13,66 +13,40 @@ use std::time::Duration;
 use aya::maps::{Array, Map, MapData};
 use aya::programs::ProgramInfo;
 use drover_bpf::{Backend, Loaded, Loader, Protocol, Service, ServiceKey};
+use drover_testkit::cgroup::{TestCgroup, cgroup2_root};
 use drover_testkit::netns;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where cgroup2 is mounted: /sys/fs/cgroup/unified on these hybrid machines,
 /// /sys/fs/cgroup on a pure cgroup2 one.
-fn cgroup_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| PathBuf::from(f[1]))
-        .expect("a cgroup2 mount (the BPF tests attach to a cgroup v2)")
-}
-
-/// The test's cgroup and pin directory; dropping it detaches and unpins everything,
-/// moves the process back to its old cgroup and removes the new one, also on failure.
+/// The test's cgroup (joined) and pin directory; dropping it detaches and unpins
+/// everything, then the cgroup goes (the process moves back), also on failure.
 struct Fixture {
     pin_dir: PathBuf,
-    cgroup: PathBuf,
-    old_cgroup: PathBuf,
+    cgroup: TestCgroup,
 }
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
         let unique = format!("drover-bpf-test-{}-{name}", std::process::id());
-        let pin_dir = PathBuf::from("/sys/fs/bpf").join(&unique);
-        let cgroup = cgroup_root().join(&unique);
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let rel = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("a cgroup v2 line in /proc/self/cgroup");
-        let old_cgroup = cgroup_root().join(rel.trim_start_matches('/'));
-        std::fs::create_dir(&cgroup).unwrap();
         let f = Fixture {
-            pin_dir,
-            cgroup,
-            old_cgroup,
+            pin_dir: PathBuf::from("/sys/fs/bpf").join(&unique),
+            cgroup: TestCgroup::new(&unique, true),
         };
-        join(&f.cgroup);
         netns::run("ip", &["route", "add", "blackhole", "10.96.0.0/12"]);
         f
     }
 
     fn load(&self) -> Loader {
-        Loader::load(&self.pin_dir, &self.cgroup).unwrap()
+        Loader::load(&self.pin_dir, self.cgroup.path()).unwrap()
     }
-}
-
-fn join(cgroup: &std::path::Path) {
-    std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).unwrap();
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // Before the cgroup goes (the field drops after this).
         let _ = drover_bpf::unpin(&self.pin_dir);
-        join(&self.old_cgroup);
-        let _ = std::fs::remove_dir(&self.cgroup);
     }
 }
 
@@ -391,7 +365,7 @@ fn a_failed_load_leaves_no_pins() {
         "/sys/fs/bpf/drover-bpf-test-{}-fail",
         std::process::id()
     ));
-    let missing = cgroup_root().join("drover-bpf-test-no-such-cgroup");
+    let missing = cgroup2_root().join("drover-bpf-test-no-such-cgroup");
     let e = Loader::load(&pin_dir, &missing).unwrap_err();
     assert!(e.to_string().contains("opening cgroup"), "{e}");
     // A path that is a file, not a cgroup directory: attaching fails after the maps were

@@ -5,6 +5,7 @@
 //! Tests that need the binary fail with a message naming `scripts/setup` when it is
 //! missing: a missing dependency must fail CI, not skip.
 
+pub mod cgroup;
 pub mod netns;
 pub mod registry;
 

@@ -178,3 +178,13 @@ pub fn ok(kubeconfig: &str, args: &[&str]) -> String {
     assert_eq!(code, 0, "kubectl {args:?}: {out}\n{err}");
     out
 }
+
+/// Kills what a node's containerd started (by PID) and unmounts what it left under its
+/// data dir when dropped, whatever happens (hold it for the node's lifetime).
+pub struct Purge(pub drover_node::containerd::ContainerdPaths);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        drover_node::host::purge(&self.0);
+    }
+}

@@ -19,6 +19,7 @@ use drover_bpf::{Loader, Protocol, ServiceKey};
 use drover_node::proxy::topology::Locality;
 use drover_node::proxy::{self, ProxyConfig};
 use drover_store::{DeleteOptions, Store, StoreConfig};
+use drover_testkit::cgroup::TestCgroup;
 use drover_testkit::{TestNats, netns};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -34,7 +35,7 @@ const NODE_PORT: u16 = 30080;
 /// removes the cgroup, also on failure.
 struct Fixture {
     pin_dir: PathBuf,
-    cgroup: PathBuf,
+    cgroup: TestCgroup,
     client: String,
 }
 
@@ -43,10 +44,9 @@ impl Fixture {
         let unique = format!("drover-nodeport-test-{}-{name}", std::process::id());
         let f = Fixture {
             pin_dir: PathBuf::from("/sys/fs/bpf").join(&unique),
-            cgroup: proxy::cgroup2_root().unwrap().join(&unique),
+            cgroup: TestCgroup::new(&unique, false),
             client: unique,
         };
-        std::fs::create_dir(&f.cgroup).unwrap();
         let sh = |args: &str| netns::run("ip", &args.split(' ').collect::<Vec<_>>());
         sh(&format!("netns add {}", f.client));
         sh(&format!("-n {} link set lo up", f.client));
@@ -65,7 +65,7 @@ impl Fixture {
     fn config(&self) -> ProxyConfig {
         ProxyConfig {
             pin_dir: self.pin_dir.clone(),
-            cgroup: self.cgroup.clone(),
+            cgroup: self.cgroup.path().to_path_buf(),
             service_cidr: Some(proxy::DEFAULT_SERVICE_CIDR.into()),
             locality: Locality {
                 node: "node-a".into(),
@@ -138,7 +138,6 @@ impl Drop for Fixture {
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.client])
             .status();
-        let _ = std::fs::remove_dir(&self.cgroup);
     }
 }
 
@@ -243,7 +242,7 @@ fn a_nodeport_service_in_the_store_is_reached_from_outside_the_node() {
         f.wait_answering("both endpoints through the node port", Ok(vec![1, 2]))
             .await;
         // The maps hold the ClusterIP entry and the nodePort entry.
-        let reopened = Loader::load(&f.pin_dir, &f.cgroup).unwrap();
+        let reopened = Loader::load(&f.pin_dir, f.cgroup.path()).unwrap();
         let np = ServiceKey::node_port(NODE_PORT, Protocol::Tcp);
         assert!(
             reopened.services().contains(&np),

@@ -17,6 +17,7 @@ use bus_schema::drover::TrafficSplit;
 use drover_node::proxy::topology::Locality;
 use drover_node::proxy::{self, ProxyConfig};
 use drover_store::{DeleteOptions, Store, StoreConfig};
+use drover_testkit::cgroup::TestCgroup;
 use drover_testkit::{TestNats, netns};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -29,33 +30,22 @@ const GUARD: Duration = Duration::from_secs(30);
 /// moves the process back to its old cgroup and removes the new one, also on failure.
 struct Fixture {
     pin_dir: PathBuf,
-    cgroup: PathBuf,
-    old_cgroup: PathBuf,
+    cgroup: TestCgroup,
 }
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
         let unique = format!("drover-split-test-{}-{name}", std::process::id());
-        let root = proxy::cgroup2_root().unwrap();
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let rel = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("a cgroup v2 line in /proc/self/cgroup");
-        let f = Fixture {
+        Fixture {
             pin_dir: PathBuf::from("/sys/fs/bpf").join(&unique),
-            cgroup: root.join(&unique),
-            old_cgroup: root.join(rel.trim_start_matches('/')),
-        };
-        std::fs::create_dir(&f.cgroup).unwrap();
-        join(&f.cgroup);
-        f
+            cgroup: TestCgroup::new(&unique, true),
+        }
     }
 
     fn config(&self, locality: Locality) -> ProxyConfig {
         ProxyConfig {
             pin_dir: self.pin_dir.clone(),
-            cgroup: self.cgroup.clone(),
+            cgroup: self.cgroup.path().to_path_buf(),
             service_cidr: Some(proxy::DEFAULT_SERVICE_CIDR.into()),
             locality,
             nodeport_interfaces: None,
@@ -63,15 +53,10 @@ impl Fixture {
     }
 }
 
-fn join(cgroup: &std::path::Path) {
-    std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).unwrap();
-}
-
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // Before the cgroup goes (the field drops after this).
         let _ = drover_bpf::unpin(&self.pin_dir);
-        join(&self.old_cgroup);
-        let _ = std::fs::remove_dir(&self.cgroup);
     }
 }
 
