@@ -240,6 +240,7 @@ pub fn candidates(slices: &[&EndpointSlice], name: &str, proto: Protocol) -> Vec
                     .flatten()
                     .map(|n| n.name.clone())
                     .collect(),
+                node: ep.node_name.clone(),
             });
         }
     }

@@ -83,42 +83,14 @@ pub fn local_entries(
             continue;
         };
         let name = sp.name.as_deref().unwrap_or("");
-        let mut ready = BTreeSet::new();
-        let mut terminating = BTreeSet::new();
-        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
-            let target = slice.ports.iter().flatten().find(|p| {
-                p.name.as_deref().unwrap_or("") == name
-                    && protocol(p.protocol.as_deref()) == Some(proto)
-            });
-            let Some(target) = target
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok())
-            else {
-                continue;
-            };
-            for ep in slice.endpoints.iter().flatten() {
-                if ep.node_name.as_deref() != Some(node) {
-                    continue;
-                }
-                let Some(ip) = ep
-                    .addresses
-                    .first()
-                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
-                else {
-                    continue;
-                };
-                let c = ep.conditions.as_ref();
-                let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
-                let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
-                let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-                let addr = SocketAddrV4::new(ip, target);
-                if is_ready {
-                    ready.insert(addr);
-                } else if serving && is_terminating {
-                    terminating.insert(addr);
-                }
-            }
-        }
+        let local: Vec<_> = super::candidates(slices, name, proto)
+            .into_iter()
+            .filter(|c| c.node.as_deref() == Some(node))
+            .collect();
+        let pick = |f: fn(&super::topology::Candidate) -> bool| -> BTreeSet<SocketAddrV4> {
+            local.iter().filter(|c| f(c)).map(|c| c.addr).collect()
+        };
+        let (ready, terminating) = (pick(|c| c.ready), pick(|c| c.serving_terminating));
         let chosen = if ready.is_empty() { terminating } else { ready };
         out.insert(
             ServiceKey::node_port_external(node_port, proto),

@@ -41,6 +41,8 @@ pub struct Candidate {
     pub for_zones: Vec<String>,
     /// `hints.forNodes[].name`.
     pub for_nodes: Vec<String>,
+    /// `nodeName`: where the endpoint runs (`externalTrafficPolicy: Local`).
+    pub node: Option<String>,
 }
 
 /// Which endpoints a proxy uses for one service port.

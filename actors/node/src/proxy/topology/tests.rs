@@ -16,6 +16,7 @@ fn ep(n: u8, ready: bool, zones: &[&str], nodes: &[&str]) -> Candidate {
         serving_terminating: !ready,
         for_zones: zones.iter().map(|z| z.to_string()).collect(),
         for_nodes: nodes.iter().map(|z| z.to_string()).collect(),
+        node: None,
     }
 }
 
