@@ -102,12 +102,11 @@ pub fn events(
             OwnedNotification::MemberDown(id) => {
                 out.push(MemberEvent::Down(Member::new(id, MemberState::Down)));
             }
-            OwnedNotification::Rename(_, new) if !up_or_down(new) => match state_of(new) {
-                Some(state @ (MemberState::Alive | MemberState::Suspect)) => {
+            OwnedNotification::Rename(_, new) if !up_or_down(new) => {
+                if let Some(state @ (MemberState::Alive | MemberState::Suspect)) = state_of(new) {
                     out.push(MemberEvent::Updated(Member::new(new, state)));
                 }
-                _ => {}
-            },
+            }
             _ => {}
         }
     }

@@ -97,7 +97,9 @@ pub enum IdentityError {
     #[error("member name is {0} bytes long, the limit is {MAX_NAME_LEN}")]
     NameTooLong(usize),
     /// The encoded identity is longer than [`MAX_IDENTITY_LEN`].
-    #[error("member identity encodes to {0} bytes, the limit is {MAX_IDENTITY_LEN}; shorten the metadata")]
+    #[error(
+        "member identity encodes to {0} bytes, the limit is {MAX_IDENTITY_LEN}; shorten the metadata"
+    )]
     TooLarge(usize),
 }
 
@@ -139,7 +141,11 @@ pub struct WireCodec;
 impl Codec<NodeId> for WireCodec {
     type Error = CodecError;
 
-    fn encode_header(&mut self, header: &Header<NodeId>, mut buf: impl BufMut) -> Result<(), CodecError> {
+    fn encode_header(
+        &mut self,
+        header: &Header<NodeId>,
+        mut buf: impl BufMut,
+    ) -> Result<(), CodecError> {
         if buf.remaining_mut() < WIRE_MAGIC.len() {
             return Err(CodecError::Postcard(postcard::Error::SerializeBufferFull));
         }
@@ -155,7 +161,11 @@ impl Codec<NodeId> for WireCodec {
         Ok(PostcardCodec.decode_header(buf)?)
     }
 
-    fn encode_member(&mut self, member: &Member<NodeId>, buf: impl BufMut) -> Result<(), CodecError> {
+    fn encode_member(
+        &mut self,
+        member: &Member<NodeId>,
+        buf: impl BufMut,
+    ) -> Result<(), CodecError> {
         Ok(PostcardCodec.encode_member(member, buf)?)
     }
 

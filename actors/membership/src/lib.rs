@@ -117,6 +117,7 @@ struct Counters {
 
 enum Command {
     Leave(oneshot::Sender<()>),
+    SetMetadata(NodeMetadata, oneshot::Sender<Result<NodeId, Error>>),
 }
 
 /// A running member: a handle on the gossip task.
@@ -134,7 +135,9 @@ pub struct Membership {
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("Membership")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,8 +158,14 @@ impl Membership {
         }
         let socket = UdpSocket::bind(config.bind)
             .await
-            .map_err(|source| Error::Bind { addr: config.bind, source })?;
-        let local = socket.local_addr().map_err(|source| Error::Bind { addr: config.bind, source })?;
+            .map_err(|source| Error::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| Error::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let addr = config.advertise.unwrap_or(local);
         if addr.ip().is_unspecified() {
             return Err(Error::InvalidConfig(format!(
@@ -181,18 +190,28 @@ impl Membership {
             StdRng::seed_from_u64(seed),
             WireCodec,
         );
-        let (view_tx, view) = watch::channel(Arc::new(vec![Member::new(&identity, MemberState::Alive)]));
+        let (view_tx, view) =
+            watch::channel(Arc::new(vec![Member::new(&identity, MemberState::Alive)]));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(4);
         let counters = Arc::new(Counters::default());
-        let seeds: Vec<SocketAddr> = config.seeds.iter().copied().filter(|s| *s != addr).collect();
+        let seeds: Vec<SocketAddr> = config
+            .seeds
+            .iter()
+            .copied()
+            .filter(|s| *s != addr)
+            .collect();
         let driver = Driver {
             foca,
             runtime: AccumulatingRuntime::new(),
             socket,
             timers: BinaryHeap::new(),
-            loss: (config.drop_outgoing > 0.0)
-                .then(|| (config.drop_outgoing, StdRng::seed_from_u64(seed.wrapping_add(1)))),
+            loss: (config.drop_outgoing > 0.0).then(|| {
+                (
+                    config.drop_outgoing,
+                    StdRng::seed_from_u64(seed.wrapping_add(1)),
+                )
+            }),
             view: view_tx,
             events: events.clone(),
             counters: counters.clone(),
@@ -230,7 +249,11 @@ impl Membership {
         self.view.clone()
     }
 
-    /// Membership changes from now on.
+    /// Membership changes from now on. Each step publishes the member list before its
+    /// events, so a subscriber that reacts to an event finds it in [`Membership::members`],
+    /// and one that reads the list and then subscribes may still get an event the list
+    /// already showed (apply events idempotently). A subscriber more than 4,096 events
+    /// behind gets `Lagged` and should re-read the list.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()
     }
@@ -246,11 +269,25 @@ impl Membership {
         }
     }
 
+    /// Advertises new metadata: this member takes a renewed identity carrying it, which
+    /// peers apply as an [`MemberEvent::Updated`]. Returns the new identity.
+    pub async fn set_metadata(&self, metadata: NodeMetadata) -> Result<NodeId, Error> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::SetMetadata(metadata, done))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        wait.await.map_err(|_| Error::Stopped)?
+    }
+
     /// Leaves gracefully: tells some members this one is down (so the cluster need not wait
     /// for the failure detector), then stops.
     pub async fn leave(mut self) -> Result<(), Error> {
         let (done, wait) = oneshot::channel();
-        self.commands.send(Command::Leave(done)).await.map_err(|_| Error::Stopped)?;
+        self.commands
+            .send(Command::Leave(done))
+            .await
+            .map_err(|_| Error::Stopped)?;
         wait.await.map_err(|_| Error::Stopped)?;
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -308,6 +345,9 @@ impl Driver {
                         let _ = done.send(());
                         return;
                     }
+                    Some(Command::SetMetadata(meta, done)) => {
+                        let _ = done.send(self.set_metadata(meta));
+                    }
                     // The handle was dropped without stop(): Drop aborts us anyway.
                     None => return,
                 },
@@ -343,6 +383,23 @@ impl Driver {
         }
     }
 
+    fn set_metadata(&mut self, meta: NodeMetadata) -> Result<NodeId, Error> {
+        let current = self.foca.identity();
+        if current.meta == meta {
+            return Ok(current.clone());
+        }
+        let next = NodeId {
+            bump: current.bump.wrapping_add(1),
+            meta,
+            ..current.clone()
+        };
+        identity::validate(&next)?;
+        self.foca
+            .change_identity(next.clone(), &mut self.runtime)
+            .map_err(|error| Error::InvalidConfig(format!("changing identity: {error}")))?;
+        Ok(next)
+    }
+
     fn announce_to_seeds(&mut self) {
         for seed in &self.seeds {
             if let Err(error) = self.foca.announce(NodeId::seed(*seed), &mut self.runtime) {
@@ -357,7 +414,9 @@ impl Driver {
             if let Some((p, rng)) = &mut self.loss
                 && rng.random_bool(*p)
             {
-                self.counters.dropped_outgoing.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_outgoing
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             match self.socket.send_to(&data, to.addr).await {
@@ -385,9 +444,21 @@ impl Driver {
             batch.push(note);
         }
         let members = self.snapshot();
+        // The view first: a subscriber that reacts to an event finds it in members().
+        self.view.send_if_modified(|view| {
+            if view.as_slice() == members.as_slice() {
+                false
+            } else {
+                *view = Arc::new(members.clone());
+                true
+            }
+        });
         if !batch.is_empty() {
             let state_of = |id: &NodeId| {
-                members.iter().find(|m| m.addr == id.addr && m.name == id.name).map(|m| m.state)
+                members
+                    .iter()
+                    .find(|m| m.addr == id.addr && m.name == id.name)
+                    .map(|m| m.state)
             };
             for event in events::events(&batch, state_of) {
                 tracing::info!(?event, "membership");
@@ -395,24 +466,17 @@ impl Driver {
                 let _ = self.events.send(event);
             }
         }
-        self.view.send_if_modified(|view| {
-            if view.as_slice() == members.as_slice() {
-                false
-            } else {
-                *view = Arc::new(members);
-                true
-            }
-        });
     }
 
     fn snapshot(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = std::iter::once(Member::new(self.foca.identity(), MemberState::Alive))
-            .chain(
-                self.foca
-                    .iter_membership_state()
-                    .map(|m| Member::new(m.id(), m.state().into())),
-            )
-            .collect();
+        let mut members: Vec<Member> =
+            std::iter::once(Member::new(self.foca.identity(), MemberState::Alive))
+                .chain(
+                    self.foca
+                        .iter_membership_state()
+                        .map(|m| Member::new(m.id(), m.state().into())),
+                )
+                .collect();
         members.sort_by(|a, b| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
         members
     }

@@ -64,7 +64,8 @@ pub fn timing(cluster_size: u32, profile: Profile) -> Config {
             config.probe_period = period;
             config.probe_rtt = Duration::from_millis(100);
             config.num_indirect_probes = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
-            config.suspect_to_down_after = Duration::from_millis((3.0 * log_n * 200.0).round() as u64);
+            config.suspect_to_down_after =
+                Duration::from_millis((3.0 * log_n * 200.0).round() as u64);
             config.max_transmissions = retransmissions(n.get());
             config.remove_down_after = Some(Duration::from_secs(600));
             config.max_packet_size = NonZeroUsize::new(MAX_PACKET).unwrap_or(NonZeroUsize::MIN);
@@ -88,7 +89,9 @@ pub fn timing(cluster_size: u32, profile: Profile) -> Config {
 
 /// How many times an update is piggybacked: `4 x log10(n + 1)`, at least 6.
 fn retransmissions(n: u32) -> NonZeroU8 {
-    let tx = (4.0 * f64::from(n.saturating_add(1)).log10()).floor().clamp(6.0, 255.0);
+    let tx = (4.0 * f64::from(n.saturating_add(1)).log10())
+        .floor()
+        .clamp(6.0, 255.0);
     NonZeroU8::new(tx as u8).unwrap_or(NonZeroU8::MIN)
 }
 

@@ -37,9 +37,21 @@ fn table() {
     let bb = id("bb", 1);
     use MemberState::*;
     // Up and down map one to one.
-    check(vec![N::MemberUp(a1.clone())], &[(&a1, Alive)], vec![up(&a1, Alive)]);
-    check(vec![N::MemberUp(a1.clone())], &[(&a1, Suspect)], vec![up(&a1, Suspect)]);
-    check(vec![N::MemberDown(a1.clone())], &[(&a1, Down)], vec![down(&a1)]);
+    check(
+        vec![N::MemberUp(a1.clone())],
+        &[(&a1, Alive)],
+        vec![up(&a1, Alive)],
+    );
+    check(
+        vec![N::MemberUp(a1.clone())],
+        &[(&a1, Suspect)],
+        vec![up(&a1, Suspect)],
+    );
+    check(
+        vec![N::MemberDown(a1.clone())],
+        &[(&a1, Down)],
+        vec![down(&a1)],
+    );
     check(
         vec![N::MemberUp(a1.clone()), N::MemberDown(bb.clone())],
         &[(&a1, Alive), (&bb, Down)],
@@ -52,7 +64,11 @@ fn table() {
         vec![up(&a2, Alive)],
     );
     // A restart before anyone noticed: a rename of a live member is an update.
-    check(vec![N::Rename(a1.clone(), a2.clone())], &[(&a2, Alive)], vec![updated(&a2)]);
+    check(
+        vec![N::Rename(a1.clone(), a2.clone())],
+        &[(&a2, Alive)],
+        vec![updated(&a2)],
+    );
     // A rename to a down identity (its leave overtook its join): down only.
     check(
         vec![N::Rename(a1.clone(), a2.clone()), N::MemberDown(a2.clone())],
@@ -60,7 +76,15 @@ fn table() {
         vec![down(&a2)],
     );
     // A rename among down identities is no news.
-    check(vec![N::Rename(a1.clone(), a2.clone())], &[(&a2, Down)], vec![]);
+    check(
+        vec![N::Rename(a1.clone(), a2.clone())],
+        &[(&a2, Down)],
+        vec![],
+    );
     // Notifications about this member itself are not member events.
-    check(vec![N::Active, N::Idle, N::Defunct, N::Rejoin(a2.clone())], &[], vec![]);
+    check(
+        vec![N::Active, N::Idle, N::Defunct, N::Rejoin(a2.clone())],
+        &[],
+        vec![],
+    );
 }

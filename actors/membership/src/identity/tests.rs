@@ -38,7 +38,10 @@ fn check(id: NodeId, expected: Result<(), IdentityError>) {
 fn validation() {
     check(node("node-17", "zone-a"), Ok(()));
     check(node("", "zone-a"), Err(IdentityError::EmptyName));
-    check(node(&"n".repeat(254), "zone-a"), Err(IdentityError::NameTooLong(254)));
+    check(
+        node(&"n".repeat(254), "zone-a"),
+        Err(IdentityError::NameTooLong(254)),
+    );
     check(node(&"n".repeat(253), ""), Ok(()));
     let big = node("node-1", &"z".repeat(300));
     let len = encoded_len(&big);
@@ -98,5 +101,8 @@ fn renew_wins_over_the_old_identity() {
     assert_eq!(new.addr(), old.addr());
     assert!(new.win_addr_conflict(&old));
     assert!(!old.win_addr_conflict(&new));
-    assert_eq!((new.name.as_str(), &new.meta), (old.name.as_str(), &old.meta));
+    assert_eq!(
+        (new.name.as_str(), &new.meta),
+        (old.name.as_str(), &old.meta)
+    );
 }

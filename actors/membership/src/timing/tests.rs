@@ -16,7 +16,10 @@ fn check(size: u32, profile: Profile, expected: Row) {
         probe: c.probe_period.as_millis(),
         rtt: c.probe_rtt.as_millis(),
         suspicion: c.suspect_to_down_after.as_millis(),
-        gossip: c.periodic_gossip.as_ref().map_or(0, |g| g.frequency.as_millis()),
+        gossip: c
+            .periodic_gossip
+            .as_ref()
+            .map_or(0, |g| g.frequency.as_millis()),
         max_tx: c.max_transmissions.get(),
     };
     assert_eq!(got, expected, "{size} members, {profile:?}");
@@ -42,8 +45,28 @@ fn fast_profile_table() {
 
 #[test]
 fn lan_profile_is_focas_memberlist_like_default() {
-    check(10, Profile::Lan, Row { probe: 1000, rtt: 500, suspicion: 4000, gossip: 200, max_tx: 4 });
-    check(1000, Profile::Lan, Row { probe: 1000, rtt: 500, suspicion: 12000, gossip: 200, max_tx: 12 });
+    check(
+        10,
+        Profile::Lan,
+        Row {
+            probe: 1000,
+            rtt: 500,
+            suspicion: 4000,
+            gossip: 200,
+            max_tx: 4,
+        },
+    );
+    check(
+        1000,
+        Profile::Lan,
+        Row {
+            probe: 1000,
+            rtt: 500,
+            suspicion: 12000,
+            gossip: 200,
+            max_tx: 12,
+        },
+    );
 }
 
 #[test]
