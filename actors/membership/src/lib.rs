@@ -216,6 +216,7 @@ impl Membership {
             events: events.clone(),
             counters: counters.clone(),
             seeds,
+            seen: Vec::new(),
         };
         let task = tokio::spawn(driver.run(commands_rx));
         Ok(Membership {
@@ -323,6 +324,8 @@ struct Driver {
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
     seeds: Vec<SocketAddr>,
+    /// What the published view was built from (see `changed`).
+    seen: Vec<(SocketAddr, u64, MemberState)>,
 }
 
 impl Driver {
@@ -443,6 +446,10 @@ impl Driver {
             }
             batch.push(note);
         }
+        if batch.is_empty() && !self.changed() {
+            return;
+        }
+        self.seen = self.fingerprint().collect();
         let members = self.snapshot();
         // The view first: a subscriber that reacts to an event finds it in members().
         self.view.send_if_modified(|view| {
@@ -466,6 +473,28 @@ impl Driver {
                 let _ = self.events.send(event);
             }
         }
+    }
+
+    /// (address, bump, state) of this member and then every known one, in foca's order.
+    fn fingerprint(&self) -> impl Iterator<Item = (SocketAddr, u64, MemberState)> + '_ {
+        let me = self.foca.identity();
+        std::iter::once((me.addr, me.bump, MemberState::Alive)).chain(
+            self.foca
+                .iter_membership_state()
+                .map(|m| (m.id().addr, m.id().bump, m.state().into())),
+        )
+    }
+
+    /// Whether the members differ from the last published view. Checked without allocating,
+    /// because most steps (an ack, a gossip round) change nothing, and with many members
+    /// (`drover sim` runs a thousand in one process) rebuilding the view on each would cost
+    /// more than the protocol. A change of metadata always changes the bump.
+    fn changed(&self) -> bool {
+        self.foca.iter_membership_state().len() + 1 != self.seen.len()
+            || self
+                .fingerprint()
+                .zip(&self.seen)
+                .any(|(now, seen)| now != *seen)
     }
 
     fn snapshot(&self) -> Vec<Member> {

@@ -332,3 +332,29 @@ async fn bad_configs_are_refused() {
             .contains("set advertise")
     );
 }
+
+/// A longer soak for measuring, not run by default: 10 members at 5% loss for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a 60 s soak; run with --ignored"]
+async fn soak_ten_members_five_percent_loss_for_a_minute() {
+    let n = 10;
+    let members = cluster(n, |c| {
+        c.drop_outgoing = 0.05;
+        c.timing = timing(n as u32, Profile::Fast);
+    })
+    .await;
+    converged(&members, n).await;
+    let mut subs: Vec<_> = members.iter().map(|m| m.subscribe()).collect();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut downs = Vec::new();
+    for (m, rx) in members.iter().zip(subs.iter_mut()) {
+        while let Ok(e) = rx.try_recv() {
+            if let MemberEvent::Down(x) = e {
+                downs.push((m.identity().name.clone(), x.name));
+            }
+        }
+        eprintln!("{}: {:?}", m.identity().name, m.stats());
+    }
+    assert!(downs.is_empty(), "false downs: {downs:?}");
+    converged(&members, n).await;
+}
