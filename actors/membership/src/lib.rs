@@ -118,6 +118,7 @@ struct Counters {
 enum Command {
     Leave(oneshot::Sender<()>),
     SetMetadata(NodeMetadata, oneshot::Sender<Result<NodeId, Error>>),
+    SetDropOutgoing(f64, oneshot::Sender<()>),
 }
 
 /// A running member: a handle on the gossip task.
@@ -150,12 +151,7 @@ const REANNOUNCE: Duration = Duration::from_secs(1);
 impl Membership {
     /// Binds the socket, announces to the seeds and starts gossiping.
     pub async fn start(config: MembershipConfig) -> Result<Membership, Error> {
-        if !(0.0..=1.0).contains(&config.drop_outgoing) {
-            return Err(Error::InvalidConfig(format!(
-                "drop_outgoing must be between 0 and 1, got {}",
-                config.drop_outgoing
-            )));
-        }
+        check_probability(config.drop_outgoing)?;
         let socket = UdpSocket::bind(config.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -206,12 +202,8 @@ impl Membership {
             runtime: AccumulatingRuntime::new(),
             socket,
             timers: BinaryHeap::new(),
-            loss: (config.drop_outgoing > 0.0).then(|| {
-                (
-                    config.drop_outgoing,
-                    StdRng::seed_from_u64(seed.wrapping_add(1)),
-                )
-            }),
+            drop_outgoing: config.drop_outgoing,
+            loss_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
             view: view_tx,
             events: events.clone(),
             counters: counters.clone(),
@@ -281,6 +273,18 @@ impl Membership {
         wait.await.map_err(|_| Error::Stopped)?
     }
 
+    /// Changes [`MembershipConfig::drop_outgoing`] while running: 1.0 makes this member
+    /// mute but still listening (a gray failure), back to 0.0 lets it refute.
+    pub async fn set_drop_outgoing(&self, probability: f64) -> Result<(), Error> {
+        check_probability(probability)?;
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::SetDropOutgoing(probability, done))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        wait.await.map_err(|_| Error::Stopped)
+    }
+
     /// Leaves gracefully: tells some members this one is down (so the cluster need not wait
     /// for the failure detector), then stops.
     pub async fn leave(mut self) -> Result<(), Error> {
@@ -305,6 +309,16 @@ impl Membership {
     }
 }
 
+fn check_probability(p: f64) -> Result<(), Error> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "drop_outgoing must be between 0 and 1, got {p}"
+        )))
+    }
+}
+
 impl Drop for Membership {
     fn drop(&mut self) {
         if let Some(task) = &self.task {
@@ -319,7 +333,9 @@ struct Driver {
     runtime: AccumulatingRuntime<NodeId>,
     socket: UdpSocket,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
-    loss: Option<(f64, StdRng)>,
+    /// Probability of dropping an outgoing datagram, and the RNG that decides.
+    drop_outgoing: f64,
+    loss_rng: StdRng,
     view: watch::Sender<Arc<Vec<Member>>>,
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
@@ -350,6 +366,10 @@ impl Driver {
                     }
                     Some(Command::SetMetadata(meta, done)) => {
                         let _ = done.send(self.set_metadata(meta));
+                    }
+                    Some(Command::SetDropOutgoing(p, done)) => {
+                        self.drop_outgoing = p;
+                        let _ = done.send(());
                     }
                     // The handle was dropped without stop(): Drop aborts us anyway.
                     None => return,
@@ -414,9 +434,7 @@ impl Driver {
     /// Carries out what foca asked for: sends, timers, notifications; then refreshes the view.
     async fn flush(&mut self) {
         while let Some((to, data)) = self.runtime.to_send() {
-            if let Some((p, rng)) = &mut self.loss
-                && rng.random_bool(*p)
-            {
+            if self.drop_outgoing > 0.0 && self.loss_rng.random_bool(self.drop_outgoing) {
                 self.counters
                     .dropped_outgoing
                     .fetch_add(1, Ordering::Relaxed);

@@ -228,6 +228,41 @@ async fn changed_metadata_reaches_every_member_as_an_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspected_member_that_is_alive_refutes() {
+    // Suspicion lasts 5 s here so the refutation has room whatever the machine's load.
+    let members = cluster(SIZE, |c| {
+        c.timing.suspect_to_down_after = Duration::from_secs(5)
+    })
+    .await;
+    converged(&members, SIZE).await;
+    let mut subs: Vec<_> = members[..4].iter().map(|m| m.subscribe()).collect();
+    // node-4 goes mute (it still hears everything): its probes fail, it becomes suspect.
+    members[4].set_drop_outgoing(1.0).await.unwrap();
+    // The suspicion is gossiped, so node-0 hears of it whoever probed.
+    wait_view(&members[0], DETECT, "node-4 suspect", |v| {
+        state_of(v, "node-4") == Some(MemberState::Suspect)
+    })
+    .await;
+    // It speaks again: it refutes with a higher incarnation before anyone declares it down.
+    members[4].set_drop_outgoing(0.0).await.unwrap();
+    for m in &members[..4] {
+        wait_view(m, DETECT, "node-4 alive again", |v| {
+            state_of(v, "node-4") == Some(MemberState::Alive)
+        })
+        .await;
+    }
+    for (m, rx) in members.iter().zip(subs.iter_mut()) {
+        while let Ok(e) = rx.try_recv() {
+            assert!(
+                !matches!(e, MemberEvent::Down(_)),
+                "{} saw {e:?}",
+                m.identity().name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_declares_no_one_down() {
     let members = cluster(SIZE, |c| c.drop_outgoing = 0.05).await;
     converged(&members, SIZE).await;
