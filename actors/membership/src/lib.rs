@@ -126,7 +126,8 @@ enum Command {
 /// Dropping it (or [`Membership::stop`]) ends the task without telling anyone, as a crash
 /// would; [`Membership::leave`] tells the cluster first.
 pub struct Membership {
-    identity: NodeId,
+    identity: watch::Receiver<NodeId>,
+    addr: SocketAddr,
     commands: mpsc::Sender<Command>,
     view: watch::Receiver<Arc<Vec<Member>>>,
     events: broadcast::Sender<MemberEvent>,
@@ -137,7 +138,7 @@ pub struct Membership {
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Membership")
-            .field("identity", &self.identity)
+            .field("identity", &*self.identity.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -188,6 +189,7 @@ impl Membership {
         );
         let (view_tx, view) =
             watch::channel(Arc::new(vec![Member::new(&identity, MemberState::Alive)]));
+        let (me_tx, me) = watch::channel(identity.clone());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(4);
         let counters = Arc::new(Counters::default());
@@ -205,6 +207,7 @@ impl Membership {
             drop_outgoing: config.drop_outgoing,
             loss_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
             view: view_tx,
+            me: me_tx,
             events: events.clone(),
             counters: counters.clone(),
             seeds,
@@ -212,7 +215,8 @@ impl Membership {
         };
         let task = tokio::spawn(driver.run(commands_rx));
         Ok(Membership {
-            identity,
+            identity: me,
+            addr,
             commands,
             view,
             events,
@@ -221,14 +225,15 @@ impl Membership {
         })
     }
 
-    /// This member's identity as it started (foca renews it after a false down).
-    pub fn identity(&self) -> &NodeId {
-        &self.identity
+    /// This member's current identity: its bump grows when foca renews it (after being
+    /// declared down while alive) and with each [`Membership::set_metadata`].
+    pub fn identity(&self) -> NodeId {
+        self.identity.borrow().clone()
     }
 
     /// The gossip address this member advertises.
     pub fn addr(&self) -> SocketAddr {
-        self.identity.addr
+        self.addr
     }
 
     /// Every member this one knows, itself included, down ones until they are forgotten;
@@ -337,6 +342,7 @@ struct Driver {
     drop_outgoing: f64,
     loss_rng: StdRng,
     view: watch::Sender<Arc<Vec<Member>>>,
+    me: watch::Sender<NodeId>,
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
     seeds: Vec<SocketAddr>,
@@ -365,7 +371,10 @@ impl Driver {
                         return;
                     }
                     Some(Command::SetMetadata(meta, done)) => {
-                        let _ = done.send(self.set_metadata(meta));
+                        let result = self.set_metadata(meta);
+                        // Published before the caller hears back: identity() is the new one.
+                        self.flush().await;
+                        let _ = done.send(result);
                     }
                     Some(Command::SetDropOutgoing(p, done)) => {
                         self.drop_outgoing = p;
@@ -468,6 +477,14 @@ impl Driver {
             return;
         }
         self.seen = self.fingerprint().collect();
+        let me = self.foca.identity();
+        self.me.send_if_modified(|current| {
+            let changed = current != me;
+            if changed {
+                *current = me.clone();
+            }
+            changed
+        });
         let members = self.snapshot();
         // The view first: a subscriber that reacts to an event finds it in members().
         self.view.send_if_modified(|view| {

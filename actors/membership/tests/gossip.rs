@@ -200,8 +200,10 @@ async fn changed_metadata_reaches_every_member_as_an_update() {
         zone: "zone-moved".to_string(),
         ..metadata(2)
     };
+    let before = members[2].identity();
     let renewed = members[2].set_metadata(moved.clone()).await.unwrap();
-    assert!(renewed.bump > members[2].identity().bump);
+    assert!(renewed.bump > before.bump);
+    assert_eq!(members[2].identity(), renewed);
     for (m, rx) in members.iter().zip(subs.iter_mut()) {
         // An Up from before the subscription may still be on its way (the view is published
         // before the events of the same step); the update is what this test is about.
