@@ -458,7 +458,10 @@ impl Driver {
         }
         let now = Instant::now();
         while let Some((after, timer)) = self.runtime.to_schedule() {
-            self.timers.push(Reverse((now + after, timer)));
+            // A configured delay too large for an Instant (say Duration::MAX) means "never".
+            if let Some(at) = now.checked_add(after) {
+                self.timers.push(Reverse((at, timer)));
+            }
         }
         let mut batch = Vec::new();
         while let Some(note) = self.runtime.to_notify() {
