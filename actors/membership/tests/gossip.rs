@@ -395,3 +395,43 @@ async fn soak_ten_members_five_percent_loss_for_a_minute() {
     assert!(downs.is_empty(), "false downs: {downs:?}");
     converged(&members, n).await;
 }
+
+/// A measurement, not run by default: 100 members in this process, one crashes; prints when
+/// the first and the last of the others see it down. The asserts only bound the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn measure_detection_at_one_hundred_members() {
+    let n = 100;
+    let mut members = Vec::new();
+    for i in 0..n {
+        // Seeds spread over the first few members so no single one answers every join.
+        let seeds: Vec<SocketAddr> = members.iter().take(5).map(Membership::addr).collect();
+        let mut c = config(i, loopback(), seeds);
+        c.timing = timing(n as u32, Profile::Fast);
+        members.push(Membership::start(c).await.unwrap());
+    }
+    for m in &members {
+        wait_view(m, Duration::from_secs(120), "all alive", |v| {
+            v.len() == n && v.iter().all(|x| x.state == MemberState::Alive)
+        })
+        .await;
+    }
+    let victim = members.pop().unwrap();
+    let name = victim.identity().name;
+    let mut subs: Vec<_> = members.iter().map(|m| m.subscribe()).collect();
+    let crashed_at = std::time::Instant::now();
+    victim.stop().await;
+    let mut seen = Vec::new();
+    for rx in subs.iter_mut() {
+        wait_event(rx, DETECT, &name, |e| matches!(e, MemberEvent::Down(_))).await;
+        seen.push(crashed_at.elapsed());
+    }
+    seen.sort();
+    eprintln!(
+        // Read in turn, so past the first these are upper bounds.
+        "{n} members: {name} down at the first after {:?}, at the median by {:?}, at all by {:?}",
+        seen[0],
+        seen[seen.len() / 2],
+        seen[seen.len() - 1]
+    );
+}
