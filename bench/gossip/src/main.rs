@@ -1,0 +1,463 @@
+//! gossip-bench: how fast a crashed member is declared down, and how many live members are
+//! declared down under loss, for drover's membership (foca) and for HashiCorp Serf, all on
+//! 127.0.0.1. Not a test; `scripts/bench-gossip` runs it and BENCHMARKS.md has the results.
+//!
+//! Usage: `gossip-bench drover <n> <trials>`, `gossip-bench loss <n> <seconds> <p>`,
+//! `gossip-bench serf <n> <trials>`.
+
+mod stats;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use drover_membership::{MemberEvent, MemberState, Membership, MembershipConfig, Profile, timing};
+use tokio::time::{Instant, timeout};
+
+use stats::{percentile, secs};
+
+/// Bounds every wait; reaching it is reported, not hidden.
+const CONVERGE: Duration = Duration::from_secs(300);
+const DETECT: Duration = Duration::from_secs(120);
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, default: u64| -> Result<u64> {
+        args.get(i)
+            .map_or(Ok(default), |s| s.parse().context("numeric argument"))
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    match args.first().map(String::as_str) {
+        Some("drover") => rt.block_on(drover_detection(
+            num(1, 100)? as usize,
+            num(2, 20)? as usize,
+        )),
+        Some("loss") => {
+            let p: f64 = args.get(3).map_or(Ok(0.05), |s| s.parse())?;
+            rt.block_on(drover_loss(num(1, 100)? as usize, num(2, 60)?, p))
+        }
+        Some("serf") => serf_detection(num(1, 100)? as usize, num(2, 5)? as usize),
+        _ => bail!("usage: gossip-bench drover|loss|serf <n> <trials|seconds> [loss]"),
+    }
+}
+
+/// A tiny deterministic generator (xorshift) for picking victims; no dependency needed.
+struct Pick(u64);
+impl Pick {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn member_config(i: usize, n: usize, seed: Option<SocketAddr>, loss: f64) -> MembershipConfig {
+    MembershipConfig {
+        seeds: seed.into_iter().collect(),
+        timing: timing(n as u32, Profile::Fast),
+        drop_outgoing: loss,
+        ..MembershipConfig::new(format!("n{i}"), loopback())
+    }
+}
+
+/// Starts `n` members, each joining through the first.
+async fn start_cluster(n: usize, loss: f64) -> Result<Vec<Option<Membership>>> {
+    let mut members: Vec<Option<Membership>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let seed = members
+            .first()
+            .and_then(|m| m.as_ref())
+            .map(Membership::addr);
+        members.push(Some(
+            Membership::start(member_config(i, n, seed, loss)).await?,
+        ));
+    }
+    Ok(members)
+}
+
+/// Waits until every running member sees `n` alive members.
+async fn converge(members: &[Option<Membership>], n: usize) -> Result<Duration> {
+    let started = Instant::now();
+    for m in members.iter().flatten() {
+        let mut watch = m.watch();
+        let alive = |v: &std::sync::Arc<Vec<drover_membership::Member>>| {
+            v.iter().filter(|m| m.state == MemberState::Alive).count() == n
+        };
+        timeout(
+            CONVERGE.saturating_sub(started.elapsed()),
+            watch.wait_for(alive),
+        )
+        .await
+        .context("cluster did not converge in time")??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn drover_detection(n: usize, trials: usize) -> Result<()> {
+    println!("drover: {n} members (Fast timing), {trials} trials");
+    let mut members = start_cluster(n, 0.0).await?;
+    println!(
+        "converged in {:.1} s",
+        converge(&members, n).await?.as_secs_f64()
+    );
+    let (mut first, mut all) = (Vec::new(), Vec::new());
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    for trial in 0..trials {
+        // Member 0 is every member's seed; it is never the victim, so restarts can rejoin.
+        let victim = 1 + pick.below(n - 1);
+        let id = members[victim]
+            .as_ref()
+            .context("victim running")?
+            .identity();
+        let mut waits = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let Some(m) = m else { continue };
+            if i == victim {
+                continue;
+            }
+            let mut events = m.subscribe();
+            let id = id.clone();
+            waits.push(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(MemberEvent::Down(d)) if d.name == id.name && d.addr == id.addr => {
+                            return Some(());
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return None,
+                    }
+                }
+            });
+        }
+        let killed = Instant::now();
+        if let Some(m) = members[victim].take() {
+            m.stop().await;
+        }
+        let handles: Vec<_> = waits
+            .into_iter()
+            .map(|w| {
+                tokio::spawn(async move {
+                    timeout(DETECT, w)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|()| killed.elapsed())
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for h in handles {
+            if let Some(d) = h.await? {
+                seen.push(d);
+            }
+        }
+        let missed = n - 1 - seen.len();
+        let (f, a) = (seen.iter().min().copied(), seen.iter().max().copied());
+        println!(
+            "trial {trial}: victim n{victim} first {} s all {} s missed {missed}",
+            secs(f),
+            secs(a)
+        );
+        first.extend(f);
+        if missed == 0 {
+            all.extend(a);
+        }
+        let seed = members[0].as_ref().map(Membership::addr);
+        members[victim] = Some(Membership::start(member_config(victim, n, seed, 0.0)).await?);
+        converge(&members, n).await?;
+    }
+    println!(
+        "RESULT drover n={n} trials={trials} first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
+        secs(percentile(&first, 50.0)),
+        secs(percentile(&first, 99.0)),
+        secs(percentile(&all, 50.0)),
+        secs(percentile(&all, 99.0)),
+        trials - all.len()
+    );
+    for m in members.into_iter().flatten() {
+        m.stop().await;
+    }
+    Ok(())
+}
+
+async fn drover_loss(n: usize, seconds: u64, p: f64) -> Result<()> {
+    println!("drover: {n} members, drop_outgoing {p} on every member, {seconds} s");
+    let members = start_cluster(n, p).await?;
+    println!(
+        "converged in {:.1} s",
+        converge(&members, n).await?.as_secs_f64()
+    );
+    let mut subs: Vec<_> = members
+        .iter()
+        .flatten()
+        .map(Membership::subscribe)
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (mut downs, mut suspects) = (0usize, 0usize);
+    let mut whom = BTreeSet::new();
+    for s in &mut subs {
+        while let Ok(e) = s.try_recv() {
+            if let MemberEvent::Down(m) = e {
+                downs += 1;
+                whom.insert(m.name);
+            }
+        }
+    }
+    for m in members.iter().flatten() {
+        suspects += m
+            .members()
+            .iter()
+            .filter(|m| m.state != MemberState::Alive)
+            .count();
+    }
+    let dropped: u64 = members
+        .iter()
+        .flatten()
+        .map(|m| m.stats().dropped_outgoing)
+        .sum();
+    let sent: u64 = members.iter().flatten().map(|m| m.stats().sent).sum();
+    println!(
+        "RESULT loss n={n} p={p} seconds={seconds}: down events {downs} (members {whom:?}), non-alive at end {suspects}, datagrams sent {sent} dropped {dropped}"
+    );
+    for m in members.into_iter().flatten() {
+        m.stop().await;
+    }
+    Ok(())
+}
+
+/// A loopback port free for both TCP and UDP right now (serf binds both).
+fn free_port(taken: &mut BTreeSet<u16>) -> Result<u16> {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if taken.contains(&port) || UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        taken.insert(port);
+        return Ok(port);
+    }
+}
+
+/// Serf agents this run started; killed by PID on drop, so errors clean up too.
+struct Agents(Vec<Option<Child>>);
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// How many agents poll serf's view of the victim in each trial.
+const POLLED: usize = 5;
+
+/// Whether the agent at `rpc` lists `name` as failed.
+fn sees_failed(rpc: &str, name: &str) -> Result<bool> {
+    let out = Command::new("serf")
+        .args(["members", "-rpc-addr", rpc, "-status", "failed", "-name"])
+        .arg(format!("^{name}$"))
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(!String::from_utf8_lossy(&out.stdout).trim().is_empty())
+}
+
+fn alive_count(rpc: &str) -> Result<usize> {
+    let out = Command::new("serf")
+        .args(["members", "-rpc-addr", rpc, "-status", "alive"])
+        .stderr(Stdio::null())
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count())
+}
+
+fn serf_detection(n: usize, trials: usize) -> Result<()> {
+    let dir = PathBuf::from(std::env::var("GOSSIP_BENCH_DIR").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join(format!("gossip-bench-{}", std::process::id()))
+            .display()
+            .to_string()
+    }));
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("failed.log");
+    let handler = dir.join("handler.sh");
+    // One line per member-failed event: when, who saw it, which members failed.
+    std::fs::write(
+        &handler,
+        format!(
+            "#!/bin/sh\nprintf '%s %s %s\\n' \"$(date +%s%N)\" \"$SERF_SELF_NAME\" \"$(awk '{{print $1}}' | tr '\\n' ,)\" >> {}\n",
+            log.display()
+        ),
+    )?;
+    Command::new("chmod").arg("+x").arg(&handler).status()?;
+    println!(
+        "serf: {n} agents (LAN defaults), {trials} trials, dir {}",
+        dir.display()
+    );
+    let mut taken = BTreeSet::new();
+    let mut agents = Agents(Vec::new());
+    let mut rpcs = Vec::new();
+    let mut seed = String::new();
+    for i in 0..n {
+        let (bind, rpc) = (free_port(&mut taken)?, free_port(&mut taken)?);
+        let bind = format!("127.0.0.1:{bind}");
+        let rpc = format!("127.0.0.1:{rpc}");
+        let mut cmd = Command::new("serf");
+        cmd.args([
+            "agent",
+            "-bind",
+            &bind,
+            "-rpc-addr",
+            &rpc,
+            "-node",
+            &format!("n{i}"),
+        ])
+        .arg("-event-handler")
+        .arg(format!("member-failed={}", handler.display()))
+        .arg("-log-level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if i > 0 {
+            cmd.args(["-retry-join", &seed, "-retry-interval", "1s"]);
+        } else {
+            seed = bind.clone();
+        }
+        agents
+            .0
+            .push(Some(cmd.spawn().context("starting serf agent")?));
+        // Others retry their join every second; the seed answering first saves the retries.
+        if i == 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while alive_count(&rpc)? < 1 {
+                if std::time::Instant::now() > deadline {
+                    bail!("serf seed agent did not start");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        rpcs.push(rpc);
+    }
+    for (i, c) in agents.0.iter_mut().enumerate() {
+        if let Some(status) = c.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            bail!("serf agent n{i} exited at start: {status}");
+        }
+    }
+    let started = Instant::now();
+    while alive_count(&rpcs[0])? < n || alive_count(&rpcs[n - 1])? < n {
+        if started.elapsed() > CONVERGE {
+            bail!("serf did not converge");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("converged in {:.1} s", started.elapsed().as_secs_f64());
+    let (mut first, mut all) = (Vec::new(), Vec::new());
+    let (mut poll_first, mut poll_all) = (Vec::new(), Vec::new());
+    let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    let mut alive: Vec<usize> = (1..n).collect();
+    for trial in 0..trials {
+        // Victims are not restarted (a restart would need serf's reconnect); each trial
+        // kills another agent, so trial k runs with n - k agents.
+        let victim = alive.remove(pick.below(alive.len()));
+        let name = format!("n{victim}");
+        let observers = n - 1 - trial;
+        let killed = now_ns();
+        if let Some(mut c) = agents.0[victim].take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        // Five observers poll `serf members -status failed` (serf's own view, before the
+        // agent's 3 s/1 s event coalescing); the member-failed handler on every agent gives
+        // the all-observer time, coalescing included.
+        let watchers: Vec<usize> = alive.iter().copied().take(POLLED).collect();
+        let mut polled: Vec<Option<Duration>> = vec![None; watchers.len()];
+        let deadline = std::time::Instant::now() + DETECT;
+        let times = loop {
+            for (k, w) in watchers.iter().enumerate() {
+                if polled[k].is_none() && sees_failed(&rpcs[*w], &name)? {
+                    polled[k] = Some(Duration::from_nanos((now_ns() - killed) as u64));
+                }
+            }
+            let times = detections(&log, &name, killed)?;
+            if (times.len() >= observers && polled.iter().all(Option::is_some))
+                || std::time::Instant::now() > deadline
+            {
+                break times;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let p: Vec<Duration> = polled.iter().flatten().copied().collect();
+        let missed = observers.saturating_sub(times.len()) + (watchers.len() - p.len());
+        let (pf, pa) = (p.iter().min().copied(), p.iter().max().copied());
+        let (f, a) = (times.iter().min().copied(), times.iter().max().copied());
+        println!(
+            "trial {trial}: victim {name} polled first {} s all {} s | handler first {} s all {} s | missed {missed}",
+            secs(pf),
+            secs(pa),
+            secs(f),
+            secs(a)
+        );
+        if missed == 0 {
+            poll_first.extend(pf);
+            poll_all.extend(pa);
+            first.extend(f);
+            all.extend(a);
+        }
+    }
+    println!(
+        "RESULT serf n={n} trials={trials} polled({POLLED} observers) first p50 {} p99 {} | all p50 {} p99 {} (s)",
+        secs(percentile(&poll_first, 50.0)),
+        secs(percentile(&poll_first, 99.0)),
+        secs(percentile(&poll_all, 50.0)),
+        secs(percentile(&poll_all, 99.0)),
+    );
+    println!(
+        "RESULT serf n={n} trials={trials} handler(all agents) first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
+        secs(percentile(&first, 50.0)),
+        secs(percentile(&first, 99.0)),
+        secs(percentile(&all, 50.0)),
+        secs(percentile(&all, 99.0)),
+        trials - all.len()
+    );
+    drop(agents);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Per observer, how long after `killed_ns` its handler ran for `name`'s failure.
+fn detections(log: &Path, name: &str, killed_ns: u128) -> Result<Vec<Duration>> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split(' ');
+        let (Some(at), Some(observer), Some(failed)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(at) = at.parse::<u128>() else { continue };
+        if at >= killed_ns && failed.split(',').any(|x| x == name) && seen.insert(observer) {
+            out.push(Duration::from_nanos((at - killed_ns) as u64));
+        }
+    }
+    Ok(out)
+}
