@@ -6,6 +6,8 @@
 //! The cgroup programs are attached to a cgroup nobody is in, so only TC translates
 //! what the client sends. Needs root.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use common::{apply, block_on};
 use drover_bpf::{Loader, Protocol, ServiceKey};
 use drover_node::proxy::topology::Locality;
 use drover_node::proxy::{self, ProxyConfig};
@@ -168,11 +171,8 @@ fn service(type_: &str) -> Service {
 }
 
 /// Replaces the stored Service `web` with `svc`.
-async fn replace(store: &Store, mut svc: Service) {
-    let api = store.api::<Service>();
-    let cur = api.get(Some("default"), "web").await.unwrap();
-    svc.metadata.resource_version = cur.metadata.resource_version;
-    api.update(&svc).await.unwrap();
+async fn replace(store: &Store, svc: Service) {
+    apply(store, svc).await;
 }
 
 /// The slice of `web`: endpoint 10.1.0.1 on node-a (this node), the others on node-b.
@@ -193,15 +193,6 @@ fn slice(endpoints: &[u8]) -> EndpointSlice {
         "endpoints": eps,
     }))
     .unwrap()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    drover_testkit::init_tracing();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! addresses added to that namespace's loopback; Services and EndpointSlices are
 //! written to the store as the controllers would. Needs root.
 
+mod common;
+
 use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{apply, block_on};
 use drover_bpf::Loaded;
 use drover_node::hollow::HollowRuntime;
 use drover_node::node::Capacity;
@@ -137,29 +140,7 @@ fn slice(svc: &str, endpoints: &[(u8, bool)]) -> EndpointSlice {
 }
 
 async fn set_slice(store: &Store, svc: &str, endpoints: &[(u8, bool)]) {
-    let api = store.api::<EndpointSlice>();
-    let mut s = slice(svc, endpoints);
-    match api
-        .get(Some("default"), s.metadata.name.as_deref().unwrap())
-        .await
-    {
-        Ok(cur) => {
-            s.metadata.resource_version = cur.metadata.resource_version;
-            api.update(&s).await.unwrap();
-        }
-        Err(_) => {
-            api.create(&s).await.unwrap();
-        }
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    drover_testkit::init_tracing();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    apply(store, slice(svc, endpoints)).await;
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! EndpointSlices (with the hints the EndpointSlice controller writes) and TrafficSplits
 //! are written to the store. Needs root; the fixture mirrors `tests/proxy.rs`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -14,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bus_schema::drover::TrafficSplit;
+use common::{apply, block_on};
 use drover_node::proxy::topology::Locality;
 use drover_node::proxy::{self, ProxyConfig};
 use drover_store::{DeleteOptions, Store, StoreConfig};
@@ -176,7 +179,7 @@ async fn set_slice(store: &Store, svc: &str, endpoints: &[(u8, bool, &str, &str)
             e
         })
         .collect();
-    let mut s: EndpointSlice = serde_json::from_value(json!({
+    let s: EndpointSlice = serde_json::from_value(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": format!("{svc}-abcde"), "namespace": "default",
                      "labels": {"kubernetes.io/service-name": svc}},
@@ -185,49 +188,19 @@ async fn set_slice(store: &Store, svc: &str, endpoints: &[(u8, bool, &str, &str)
         "endpoints": eps,
     }))
     .unwrap();
-    let api = store.api::<EndpointSlice>();
-    match api
-        .get(Some("default"), s.metadata.name.as_deref().unwrap())
-        .await
-    {
-        Ok(cur) => {
-            s.metadata.resource_version = cur.metadata.resource_version;
-            api.update(&s).await.unwrap();
-        }
-        Err(_) => {
-            api.create(&s).await.unwrap();
-        }
-    }
+    apply(store, s).await;
 }
 
 /// Creates or updates split `name` of `root` with `(backend, weight)`.
 async fn set_split(store: &Store, name: &str, root: &str, backends: &[(&str, u32)]) {
-    let mut ts: TrafficSplit = serde_json::from_value(json!({
+    let ts: TrafficSplit = serde_json::from_value(json!({
         "apiVersion": "drover.io/v1", "kind": "TrafficSplit",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"service": root,
                  "backends": backends.iter().map(|(s, w)| json!({"service": s, "weight": w})).collect::<Vec<_>>()},
     }))
     .unwrap();
-    let api = store.api::<TrafficSplit>();
-    match api.get(Some("default"), name).await {
-        Ok(cur) => {
-            ts.metadata.resource_version = cur.metadata.resource_version;
-            api.update(&ts).await.unwrap();
-        }
-        Err(_) => {
-            api.create(&ts).await.unwrap();
-        }
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    drover_testkit::init_tracing();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    apply(store, ts).await;
 }
 
 const WEB: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 50);

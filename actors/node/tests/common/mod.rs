@@ -179,3 +179,28 @@ pub async fn store_with_index(nats: &TestNats) -> (Store, PodIndex) {
     let index = PodIndex::start(store.clone()).await.unwrap();
     (store, index)
 }
+
+/// Creates `obj`, or replaces the stored object of the same namespace and name (what a
+/// controller's write looks like to the watchers).
+pub async fn apply<K>(store: &Store, mut obj: K)
+where
+    K: k8s_openapi::Resource
+        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let api = store.api::<K>();
+    let (ns, name) = (
+        obj.metadata().namespace.clone(),
+        obj.metadata().name.clone(),
+    );
+    match api.get(ns.as_deref(), name.as_deref().unwrap_or("")).await {
+        Ok(cur) => {
+            obj.metadata_mut().resource_version = cur.metadata().resource_version.clone();
+            api.update(&obj).await.unwrap();
+        }
+        Err(_) => {
+            api.create(&obj).await.unwrap();
+        }
+    }
+}
