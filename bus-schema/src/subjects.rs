@@ -239,6 +239,36 @@ pub fn metrics_usage(node: &str) -> String {
 /// Wildcard that follows every node's usage reports.
 pub const METRICS_USAGE_ALL: &str = "drover.metrics.*.usage";
 
+/// Subject a node agent publishes its bus heartbeat on (core NATS, empty body, every
+/// [`NODE_HEARTBEAT_INTERVAL_MS`]; not stored). The control plane recreates a down node's
+/// StatefulSet pods only after the node's fence timeout without one, and the node stops
+/// those pods itself once its own heartbeats have not reached the server for that long
+/// (see `drover_node::fence`).
+pub fn node_heartbeat(node: &str) -> String {
+    format!("{ROOT}.nodes.{}.heartbeat", token(node))
+}
+
+/// Wildcard that follows every node's bus heartbeat.
+pub const NODE_HEARTBEAT_ALL: &str = "drover.nodes.*.heartbeat";
+
+/// How often a node agent publishes its bus heartbeat, in milliseconds.
+pub const NODE_HEARTBEAT_INTERVAL_MS: u64 = 500;
+
+/// The node name in a [`node_heartbeat`] subject.
+pub fn parse_node_heartbeat(subject: &str) -> Option<String> {
+    let tok = subject
+        .strip_prefix("drover.nodes.")?
+        .strip_suffix(".heartbeat")?;
+    if tok.contains('.') {
+        return None;
+    }
+    untoken(tok)
+}
+
+/// Request subject the control plane answers with its membership view (JSON list of
+/// members: name, address, state, metadata), for `drover members`.
+pub const MEMBERS_VIEW: &str = "drover.members.view";
+
 /// Subject for liveness announcements of drover processes (used by tests of the
 /// envelope decoder and, later, by membership bootstrap).
 pub fn hello(component: &str) -> String {
@@ -248,6 +278,18 @@ pub fn hello(component: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_heartbeat_subjects_round_trip() {
+        for node in ["n1", "node.example.com", "a_b"] {
+            assert_eq!(
+                parse_node_heartbeat(&node_heartbeat(node)).as_deref(),
+                Some(node)
+            );
+        }
+        assert_eq!(parse_node_heartbeat("drover.nodes.a.b.heartbeat"), None);
+        assert_eq!(parse_node_heartbeat("drover.metrics.a.usage"), None);
+    }
 
     #[test]
     fn pod_index_subjects_round_trip() {

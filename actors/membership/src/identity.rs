@@ -32,8 +32,14 @@ pub struct NodeMetadata {
     pub pod_cidr: String,
     /// The node's zone (`topology.kubernetes.io/zone`), empty when unknown.
     pub zone: String,
-    /// Where the node agent's API listens, if it serves one.
+    /// Where the member's API listens, if it serves one (control-plane members set the
+    /// gateway's address; node agents serve none).
     pub api: Option<SocketAddr>,
+    /// How long (ms) the node may be cut off from the bus before it stops its StatefulSet
+    /// pods itself; 0: it never does. The control plane recreates a down node's StatefulSet
+    /// pods only after this long without the node's bus heartbeats, so the two sides use
+    /// the node's own value and cannot disagree.
+    pub fence_timeout_ms: u32,
 }
 
 /// A member's identity as foca knows it.

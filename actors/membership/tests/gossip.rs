@@ -21,6 +21,7 @@ fn metadata(i: usize) -> NodeMetadata {
         pod_cidr: format!("10.244.{i}.0/24"),
         zone: format!("zone-{}", i % 2),
         api: Some(SocketAddr::from(([127, 0, 0, 1], 10250 + i as u16))),
+        fence_timeout_ms: 5_000,
     }
 }
 

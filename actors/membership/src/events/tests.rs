@@ -10,6 +10,7 @@ fn id(name: &str, bump: u64) -> NodeId {
             pod_cidr: format!("10.244.{bump}.0/24"),
             zone: "z".to_string(),
             api: None,
+            fence_timeout_ms: 0,
         },
     }
 }

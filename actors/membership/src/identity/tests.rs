@@ -10,6 +10,7 @@ fn node(name: &str, zone: &str) -> NodeId {
             pod_cidr: "10.244.17.0/24".to_string(),
             zone: zone.to_string(),
             api: Some("10.0.0.7:10250".parse().unwrap()),
+            fence_timeout_ms: 5_000,
         },
     }
 }
