@@ -92,6 +92,10 @@ pub struct AgentConfig {
     pub endpoint_drain_delay: Duration,
     /// The node-local cluster DNS server ([`crate::dns`]); `None` runs none.
     pub node_dns: Option<crate::dns::NodeDnsConfig>,
+    /// The bus heartbeat and StatefulSet fence ([`crate::fence`]); `None` (the default)
+    /// publishes no heartbeat and never fences, and the control plane then never
+    /// recreates this node's StatefulSet pods by itself.
+    pub fence: Option<crate::fence::FenceConfig>,
 }
 
 /// Default [`AgentConfig::endpoint_drain_delay`]: a watch event reaches every node's
@@ -128,6 +132,7 @@ impl AgentConfig {
             cgroup_root: crate::podspec::DEFAULT_CGROUP_ROOT.into(),
             endpoint_drain_delay: DEFAULT_ENDPOINT_DRAIN_DELAY,
             node_dns: None,
+            fence: None,
         }
     }
 }
@@ -229,6 +234,15 @@ impl NodeAgent {
             .instrument(span.clone()),
         );
         let mut tasks = vec![heartbeat, streams, metrics];
+        let fence = match config.fence {
+            Some(f) => {
+                let (rx, task) =
+                    crate::fence::start(store.clone(), config.identity.name.clone(), f);
+                tasks.push(task);
+                rx
+            }
+            None => crate::fence::always_open(),
+        };
         if let Some((lb, proxy_config)) = proxy {
             let proxy =
                 crate::proxy::supervised(store.clone(), lb, proxy_config, Default::default());
@@ -277,6 +291,7 @@ impl NodeAgent {
             volume_resync_interval: config.volume_resync_interval,
             cgroup_root: config.cgroup_root.clone(),
             endpoint_drain_delay: config.endpoint_drain_delay,
+            fence,
         });
         let pods = tokio::spawn(pod_loop(ctx).instrument(span));
         Ok(NodeAgent {
@@ -623,6 +638,10 @@ async fn follow_pods(
                 for pod in items {
                     deliver(ctx, actors, tasks, pod);
                 }
+                // Sandboxes of pods that are gone from the store altogether (deleted or
+                // replaced while this agent was not following): stop them.
+                let known: BTreeSet<String> = actors.keys().cloned().collect();
+                tasks.spawn(sweep_orphans(ctx.clone(), known, Timestamp::now()));
             }
             NodePodsEvent::Upsert(pod) => deliver(ctx, actors, tasks, pod),
             NodePodsEvent::Removed(pod) => {
@@ -632,6 +651,33 @@ async fn follow_pods(
             }
         }
     }
+}
+
+/// Tears down every sandbox of this agent whose pod uid has no PodActor (see
+/// [`pod::remove_orphan`]); runs beside the actors, once per (re)list. Only sandboxes
+/// created before `listed_at` count: a pod bound after the list has an actor the
+/// snapshot `known` does not name.
+async fn sweep_orphans(ctx: Arc<PodCtx>, known: BTreeSet<String>, listed_at: Timestamp) -> Outcome {
+    let sandboxes = match ctx.runtime.list_sandboxes().await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(message = "listing sandboxes for orphans failed", %error);
+            return Outcome::Stopped;
+        }
+    };
+    let orphans: BTreeSet<String> = sandboxes
+        .iter()
+        .filter(|s| {
+            pod::is_own_sandbox(&ctx, s)
+                && s.created_at < listed_at
+                && !known.contains(&s.config.pod_uid)
+        })
+        .map(|s| s.config.pod_uid.clone())
+        .collect();
+    for uid in orphans {
+        pod::remove_orphan(&ctx, &uid).await;
+    }
+    Outcome::Stopped
 }
 
 fn uid_of(pod: &Value) -> Option<String> {

@@ -32,6 +32,7 @@ pub mod cri;
 pub mod cri_runtime;
 pub mod dns;
 pub mod events;
+pub mod fence;
 pub mod fleet;
 pub mod hollow;
 pub mod host;

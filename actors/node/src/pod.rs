@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::events::{self, EventType, Involved, Recorder};
+use crate::fence::{self, FenceState};
 use crate::node::{self, Capacity, ObservedContainer, PodView};
 use crate::podspec::{self, PodFacts, QosClass};
 use crate::probe::{self, ProbeKind, ProbeTracker};
@@ -89,6 +90,9 @@ pub struct PodCtx {
     /// (so every node's proxy has stopped sending it new connections; see
     /// `pod/drain.rs`).
     pub endpoint_drain_delay: Duration,
+    /// The node's StatefulSet fence ([`crate::fence`]): while it is closed, StatefulSet
+    /// pods' containers are killed and none start.
+    pub fence: watch::Receiver<FenceState>,
 }
 
 /// core/v1 Pod's kind.
@@ -186,9 +190,113 @@ fn soon(wake: &mut Instant, at: Instant) {
     }
 }
 
+/// What ended a wait of the actor.
+enum Wake {
+    /// The pod changed (or the timer ran out).
+    Look,
+    /// The node's fence opened or closed.
+    Fence,
+    /// The agent is stopping.
+    Stop,
+}
+
+/// Waits until the pod changes, `until` passes (never when `None`), or the fence changes.
+async fn wait(
+    rx: &mut watch::Receiver<Option<Value>>,
+    fence: &mut watch::Receiver<FenceState>,
+    until: Option<Instant>,
+) -> Wake {
+    let timer = async {
+        match until {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    // A fence without a sender (fencing off) never changes.
+    let fence_changed = async {
+        if fence.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        changed = rx.changed() => if changed.is_ok() { Wake::Look } else { Wake::Stop },
+        () = timer => Wake::Look,
+        () = fence_changed => Wake::Fence,
+    }
+}
+
+/// What the store says about a StatefulSet pod when the fence opens.
+enum Recheck {
+    /// Still this pod (same uid), still bound here: its latest state.
+    Ours(Value),
+    /// Deleted or replaced (a new uid, possibly on another node) while fenced.
+    Gone,
+    /// The store could not tell; try again.
+    Unknown,
+}
+
+/// Re-reads a StatefulSet pod from the store before its containers may start again after
+/// a fence: its watch may still lag behind the deletion the control plane made while the
+/// node was fenced, and starting a second copy of the identity is what the fence prevents.
+async fn recheck(ctx: &PodCtx, pod: &Value) -> Recheck {
+    let name = object::name(pod);
+    let (Some(ns), Some(uid)) = (object::namespace(pod), object::meta_str(pod, "uid")) else {
+        return Recheck::Gone;
+    };
+    match ctx.store.get(pod_kind(), Some(ns), name).await {
+        Ok(fresh)
+            if object::meta_str(&fresh, "uid") == Some(uid)
+                && fresh.pointer("/spec/nodeName").and_then(Value::as_str)
+                    == Some(ctx.node_name.as_str()) =>
+        {
+            Recheck::Ours(fresh)
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => Recheck::Gone,
+        Err(error) => {
+            tracing::warn!(message = "re-reading a fenced StatefulSet pod failed", %error);
+            Recheck::Unknown
+        }
+    }
+}
+
+/// Kills (no grace: the fence is late already) every running container of a fenced
+/// StatefulSet pod; the sandbox stays, so the pod resumes in place if it is still ours
+/// when the fence opens.
+async fn fence_containers(ctx: &PodCtx, running: &mut Running, uid: &str) {
+    let sandboxes: Vec<SandboxInfo> = match ctx.runtime.list_sandboxes().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|s| s.config.pod_uid == uid)
+            .collect(),
+        Err(error) => {
+            tracing::warn!(message = "listing sandboxes to fence failed", %error);
+            return;
+        }
+    };
+    for sandbox in sandboxes {
+        let Ok(containers) = ctx.runtime.list_containers(Some(&sandbox.id)).await else {
+            continue;
+        };
+        for c in containers {
+            if c.state == ContainerState::Exited {
+                continue;
+            }
+            tracing::warn!(message = "fenced: killing StatefulSet container", container = %c.name);
+            if let Err(error) = ctx.runtime.stop_container(&c.id, Duration::ZERO).await {
+                tracing::warn!(message = "killing a fenced container failed", container = %c.name, %error);
+            }
+        }
+    }
+    // Probes restart from scratch once the pod runs again.
+    running.probes.clear();
+}
+
 /// The actor's body: reconcile on every change until the pod is gone.
 pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
     let mut running = Running::default();
+    let mut fence = ctx.fence.clone();
+    // Whether this actor has seen the fence closed since the pod last ran.
+    let mut was_fenced = false;
     // The uid this actor serves (the agent keys actors by uid), to find its sandboxes
     // even after the pod itself is gone.
     let mut uid = rx
@@ -199,7 +307,7 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
         .to_string();
     loop {
         let pod = rx.borrow_and_update().clone();
-        match pod {
+        let wake = match pod {
             None => {
                 // Deleted from the store without passing through termination (grace 0
                 // by someone else): nothing to report, just clean up.
@@ -215,32 +323,85 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
                 lifecycle::terminate(&ctx, &mut running, &pod).await;
                 return;
             }
-            Some(pod) => match reconcile(&ctx, &mut running, pod).await {
-                Ok(wake_at) => {
-                    // Look again then (a restart, probe or relist is due), unless the
-                    // pod changes first.
-                    if let Ok(Err(_)) = tokio::time::timeout_at(wake_at, rx.changed()).await {
-                        return; // The agent is stopping.
+            Some(mut pod) => {
+                let stateful = serde_json::from_value::<Pod>(pod.clone())
+                    .is_ok_and(|p| fence::is_statefulset_pod(&p));
+                if stateful && *fence.borrow_and_update() == FenceState::Fenced {
+                    was_fenced = true;
+                    fence_containers(&ctx, &mut running, &uid).await;
+                    match wait(&mut rx, &mut fence, None).await {
+                        Wake::Stop => return,
+                        Wake::Look | Wake::Fence => continue,
                     }
-                    continue;
                 }
-                Err(error) => {
-                    tracing::warn!(message = "pod reconcile failed", %error);
-                    if error.is_retryable() {
-                        // Retry after a pause, or at once if the pod changes.
-                        if let Ok(Err(_)) = tokio::time::timeout(RETRY_AFTER, rx.changed()).await {
-                            return; // The agent is stopping.
+                if stateful && was_fenced {
+                    match recheck(&ctx, &pod).await {
+                        Recheck::Ours(fresh) => pod = fresh,
+                        Recheck::Gone => {
+                            tracing::info!(
+                                message =
+                                    "fenced StatefulSet pod was replaced meanwhile; removing it"
+                            );
+                            lifecycle::teardown(&ctx, &mut running, &uid, Duration::ZERO).await;
+                            return;
                         }
-                        continue;
+                        Recheck::Unknown => {
+                            match wait(&mut rx, &mut fence, Some(Instant::now() + RETRY_AFTER))
+                                .await
+                            {
+                                Wake::Stop => return,
+                                Wake::Look | Wake::Fence => continue,
+                            }
+                        }
+                    }
+                    if object::is_terminating(&pod) {
+                        lifecycle::terminate(&ctx, &mut running, &pod).await;
+                        return;
+                    }
+                    was_fenced = false;
+                }
+                match reconcile(&ctx, &mut running, pod).await {
+                    // Look again then (a restart, probe or relist is due), unless the pod
+                    // changes first.
+                    Ok(wake_at) => wait(&mut rx, &mut fence, Some(wake_at)).await,
+                    Err(error) => {
+                        tracing::warn!(message = "pod reconcile failed", %error);
+                        if error.is_retryable() {
+                            // Retry after a pause, or at once if the pod changes.
+                            wait(&mut rx, &mut fence, Some(Instant::now() + RETRY_AFTER)).await
+                        } else {
+                            wait(&mut rx, &mut fence, None).await
+                        }
                     }
                 }
-            },
-        }
-        if rx.changed().await.is_err() {
+            }
+        };
+        if let Wake::Stop = wake {
             // The agent is stopping: leave the pod running for the next agent to adopt.
             return;
         }
     }
+}
+
+/// Whether a sandbox in the runtime is one of this agent's pods: its cgroup is under the
+/// agent's cgroup root (a runtime shared with something else keeps the other's sandboxes).
+pub(crate) fn is_own_sandbox(ctx: &PodCtx, sandbox: &SandboxInfo) -> bool {
+    let root = ctx.cgroup_root.trim_end_matches('/');
+    sandbox
+        .config
+        .cgroup_parent
+        .as_deref()
+        .and_then(|p| p.strip_prefix(root))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Stops and removes what the runtime still runs for a pod that no longer exists in the
+/// store (deleted or replaced while the agent was down or cut off): a node that comes back
+/// must not keep running pods the cluster has started elsewhere.
+pub(crate) async fn remove_orphan(ctx: &PodCtx, uid: &str) {
+    tracing::info!(message = "removing a pod that is no longer bound to this node", pod.uid = %uid);
+    let mut running = Running::default();
+    lifecycle::teardown(ctx, &mut running, uid, Duration::ZERO).await;
 }
 
 fn running_uid(running: &Running) -> Option<String> {
