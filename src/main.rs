@@ -5,6 +5,7 @@
 mod agent;
 mod cli;
 mod image;
+mod members;
 mod sim;
 
 use std::path::PathBuf;

@@ -23,6 +23,7 @@ pub mod drover;
 pub mod envelope;
 pub mod json_schema;
 pub mod kinds;
+pub mod members;
 pub mod metrics;
 pub mod pod_index;
 pub mod podstream;

@@ -20,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(ok))
         .route("/livez", web::get().to(ok))
         .route("/readyz", web::get().to(ok))
+        .route(bus_schema::members::MEMBERS_PATH, web::get().to(members))
         .route("/api", web::get().to(api))
         .route("/api/v1", web::get().to(core_v1))
         .route("/apis", web::get().to(apis))
@@ -41,6 +42,38 @@ pub(crate) fn authenticated(
         .auth
         .authenticate(header)
         .ok_or_else(ApiError::unauthorized)
+}
+
+/// How long the gateway waits for the control plane's membership view.
+const MEMBERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /drover/members`: the control plane's gossip view
+/// ([`bus_schema::members::MembersView`]), asked over the bus. 503 when no member of the
+/// control plane runs the gossip.
+async fn members(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authenticated(&req, &state)?;
+    let unavailable = |why: String| ApiError {
+        code: 503,
+        reason: "ServiceUnavailable",
+        message: format!("no membership view: {why}"),
+        details: None,
+    };
+    let client = state.store.nats_client();
+    let reply = tokio::time::timeout(
+        MEMBERS_TIMEOUT,
+        client.request(bus_schema::subjects::MEMBERS_VIEW, Default::default()),
+    )
+    .await
+    .map_err(|_| unavailable("the control plane did not answer".into()))?
+    .map_err(|e| match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => {
+            unavailable("the control plane runs no gossip member (start it with --gossip-bind)".into())
+        }
+        _ => unavailable(e.to_string()),
+    })?;
+    let view: bus_schema::members::MembersView = serde_json::from_slice(&reply.payload)
+        .map_err(|e| unavailable(format!("undecodable view: {e}")))?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 async fn ok() -> HttpResponse {

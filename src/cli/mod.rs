@@ -11,6 +11,7 @@ pub mod delete;
 pub mod describe;
 pub mod events;
 pub mod get;
+pub mod members;
 mod manifest;
 mod print;
 mod resources;
@@ -39,6 +40,8 @@ pub enum Verb {
     Delete(delete::DeleteArgs),
     /// List a namespace's events; `-w` follows new ones.
     Events(events::EventsArgs),
+    /// Show the control plane's view of the gossip membership (nodes and their state).
+    Members(members::MembersArgs),
 }
 
 impl Verb {
@@ -50,6 +53,7 @@ impl Verb {
             Verb::Describe(args) => describe::run(args).await,
             Verb::Delete(args) => delete::run(args).await,
             Verb::Events(args) => events::run(args).await,
+            Verb::Members(args) => members::run(args).await,
         }
     }
 }
