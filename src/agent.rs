@@ -250,6 +250,100 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     Ok(())
 }
 
+/// `drover fence-guard` (internal; started by the agent): see
+/// [`drover_node::fence::guard`].
+#[derive(clap::Args, Debug)]
+pub struct FenceGuardArgs {
+    /// Kill the StatefulSet pods' processes after this long without an `ok` from the agent.
+    #[arg(long)]
+    pub timeout_ms: u64,
+    /// Where the guard writes its PID (the next agent on the data dir replaces it).
+    #[arg(long)]
+    pub pid_file: PathBuf,
+}
+
+/// Runs the fence guard on stdin until the agent's pipe closes and the guard has done its
+/// last duty.
+pub fn run_fence_guard(args: FenceGuardArgs) -> Result<()> {
+    let me = std::process::id();
+    std::fs::write(&args.pid_file, me.to_string())
+        .with_context(|| format!("writing {}", args.pid_file.display()))?;
+    drover_node::fence::guard::run(
+        std::io::stdin(),
+        std::time::Duration::from_millis(args.timeout_ms),
+        std::path::Path::new("/sys/fs/cgroup"),
+    );
+    // Leave the file to a successor that already replaced it.
+    if std::fs::read_to_string(&args.pid_file).is_ok_and(|p| p.trim() == me.to_string()) {
+        let _ = std::fs::remove_file(&args.pid_file);
+    }
+    Ok(())
+}
+
+/// The guard's PID file in a node's data dir.
+fn guard_pid_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("fence-guard.pid")
+}
+
+/// Stops the fence guard a previous agent on this data dir left (by the PID in its file,
+/// after checking that PID is that guard), so two guards never disagree.
+fn replace_old_guard(pid_file: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if pid <= 1
+        || !cmdline.contains("fence-guard")
+        || !cmdline.contains(pid_file.to_string_lossy().as_ref())
+    {
+        return;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Starts this agent's fence guard (`drover fence-guard`) in its own process group, so
+/// neither a SIGSTOP nor a kill of the agent's process group reaches it.
+pub fn spawn_fence_guard(
+    data_dir: &std::path::Path,
+    timeout: std::time::Duration,
+) -> Result<drover_node::fence::GuardLink> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(data_dir)?;
+    let pid_file = guard_pid_file(data_dir);
+    replace_old_guard(&pid_file);
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("finding the drover binary for the fence guard")?,
+    );
+    cmd.arg("fence-guard")
+        .arg("--timeout-ms")
+        .arg(timeout.as_millis().to_string())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().context("starting the fence guard")?;
+    let stdin = child.stdin.take().context("the fence guard's stdin")?;
+    // Reap it if it ever exits while the agent runs.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(drover_node::fence::GuardLink::new(stdin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_taint;

@@ -48,6 +48,9 @@ enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Client(cli::Verb),
+    /// Internal: the StatefulSet fence guard a node agent starts beside itself.
+    #[command(hide = true)]
+    FenceGuard(agent::FenceGuardArgs),
 }
 
 #[derive(clap::Args)]
@@ -100,7 +103,7 @@ fn main() -> Result<ExitCode> {
             // hickory-server logs every DNS query at info.
             "info,async_nats=warn,hickory_server=warn"
         }
-        Command::Client(_) | Command::Image(_) => "warn",
+        Command::Client(_) | Command::Image(_) | Command::FenceGuard(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_filter.into());
@@ -130,6 +133,10 @@ fn main() -> Result<ExitCode> {
             // containerd is spawned from this (the main) thread: it gets SIGKILL when
             // the thread, i.e. the agent, dies.
             runtime.block_on(agent::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FenceGuard(args) => {
+            agent::run_fence_guard(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Image(command) => {

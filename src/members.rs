@@ -46,16 +46,13 @@ pub fn serve_view(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match client
-                .subscribe(bus_schema::subjects::MEMBERS_VIEW)
-                .await
-            {
+            match client.subscribe(bus_schema::subjects::MEMBERS_VIEW).await {
                 Ok(mut sub) => {
                     while let Some(msg) = sub.next().await {
                         let Some(reply) = msg.reply else { continue };
                         let current = members.borrow().clone();
-                        let body = serde_json::to_vec(&view(&observer, &current))
-                            .unwrap_or_default();
+                        let body =
+                            serde_json::to_vec(&view(&observer, &current)).unwrap_or_default();
                         if let Err(error) = client.publish(reply, body.into()).await {
                             tracing::debug!(message = "answering a members view request failed", %error);
                         }

@@ -66,9 +66,9 @@ async fn members(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     .await
     .map_err(|_| unavailable("the control plane did not answer".into()))?
     .map_err(|e| match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => {
-            unavailable("the control plane runs no gossip member (start it with --gossip-bind)".into())
-        }
+        async_nats::RequestErrorKind::NoResponders => unavailable(
+            "the control plane runs no gossip member (start it with --gossip-bind)".into(),
+        ),
         _ => unavailable(e.to_string()),
     })?;
     let view: bus_schema::members::MembersView = serde_json::from_slice(&reply.payload)

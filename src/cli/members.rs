@@ -45,7 +45,13 @@ pub fn render(view: &MembersView, wide: bool) -> String {
     if wide {
         header.extend(["FENCE-TIMEOUT", "API"].map(String::from));
     }
-    let dash = |s: &str| if s.is_empty() { "<none>".to_string() } else { s.to_string() };
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "<none>".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let mut lines = vec![header];
     for m in &view.members {
         let mut row = vec![

@@ -234,10 +234,15 @@ impl NodeAgent {
             .instrument(span.clone()),
         );
         let mut tasks = vec![heartbeat, streams, metrics];
-        let fence = match config.fence {
+        let stateful_cgroups = crate::fence::StatefulCgroups::default();
+        let fence = match &config.fence {
             Some(f) => {
-                let (rx, task) =
-                    crate::fence::start(store.clone(), config.identity.name.clone(), f);
+                let (rx, task) = crate::fence::start(
+                    store.clone(),
+                    config.identity.name.clone(),
+                    f.clone(),
+                    stateful_cgroups.clone(),
+                );
                 tasks.push(task);
                 rx
             }
@@ -292,6 +297,7 @@ impl NodeAgent {
             cgroup_root: config.cgroup_root.clone(),
             endpoint_drain_delay: config.endpoint_drain_delay,
             fence,
+            stateful_cgroups,
         });
         let pods = tokio::spawn(pod_loop(ctx).instrument(span));
         Ok(NodeAgent {

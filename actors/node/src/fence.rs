@@ -24,9 +24,13 @@
 //! decided is in the store before the taint goes. A StatefulSet pod is then re-read from the
 //! store before its containers start again (its watch may lag), and torn down if it is gone.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_store::Store;
+
+pub mod guard;
 use k8s_openapi::api::core::v1::Node;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -50,8 +54,75 @@ pub enum FenceState {
     Fenced,
 }
 
+/// The agent's end of the pipe to its fence guard ([`guard`]).
+#[derive(Clone)]
+pub struct GuardLink(Arc<Mutex<std::process::ChildStdin>>);
+
+impl std::fmt::Debug for GuardLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuardLink")
+    }
+}
+
+impl GuardLink {
+    /// Wraps the guard process's stdin.
+    pub fn new(stdin: std::process::ChildStdin) -> GuardLink {
+        GuardLink(Arc::new(Mutex::new(stdin)))
+    }
+
+    /// Writes one line; a guard that is gone is logged, not an error for the agent.
+    fn send(&self, line: &str) {
+        use std::io::Write;
+        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(error) = w.write_all(line.as_bytes()).and_then(|()| w.flush()) {
+            tracing::debug!(message = "writing to the fence guard failed", %error);
+        }
+    }
+}
+
+/// The cgroup parents of the node's StatefulSet pods, kept by their PodActors and passed to
+/// the fence guard.
+#[derive(Clone, Debug, Default)]
+pub struct StatefulCgroups(Arc<Mutex<(u64, BTreeSet<String>)>>);
+
+impl StatefulCgroups {
+    /// Adds a pod's cgroup parent; removed again when the returned guard drops.
+    pub fn register(&self, cgroup_parent: String) -> Registered {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1.insert(cgroup_parent.clone()) {
+            inner.0 += 1;
+        }
+        Registered {
+            set: self.clone(),
+            cgroup_parent,
+        }
+    }
+
+    /// The set and its version (bumped on every change).
+    pub fn snapshot(&self) -> (u64, Vec<String>) {
+        let inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (inner.0, inner.1.iter().cloned().collect())
+    }
+}
+
+/// A registered StatefulSet pod cgroup; unregisters on drop.
+#[derive(Debug)]
+pub struct Registered {
+    set: StatefulCgroups,
+    cgroup_parent: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut inner = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.1.remove(&self.cgroup_parent) {
+            inner.0 += 1;
+        }
+    }
+}
+
 /// The fence's settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct FenceConfig {
     /// How long without a heartbeat reaching the server before the node fences itself;
     /// zero turns fencing off (and the control plane then never recreates this node's
@@ -59,6 +130,10 @@ pub struct FenceConfig {
     pub timeout: Duration,
     /// Heartbeat period.
     pub heartbeat_interval: Duration,
+    /// The fence guard process, told `ok` after every heartbeat that got through while the
+    /// fence is open and the StatefulSet pods' cgroups when they change; `None` runs none
+    /// (a frozen agent then cannot fence).
+    pub guard: Option<GuardLink>,
 }
 
 impl Default for FenceConfig {
@@ -68,6 +143,7 @@ impl Default for FenceConfig {
             heartbeat_interval: Duration::from_millis(
                 bus_schema::subjects::NODE_HEARTBEAT_INTERVAL_MS,
             ),
+            guard: None,
         }
     }
 }
@@ -128,13 +204,21 @@ pub fn start(
     store: Store,
     node: String,
     config: FenceConfig,
+    stateful: StatefulCgroups,
 ) -> (watch::Receiver<FenceState>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(FenceState::Open);
-    let task = tokio::spawn(run(store, node, config, tx));
+    let task = tokio::spawn(run(store, node, config, stateful, tx));
     (rx, task)
 }
 
-async fn run(store: Store, node: String, config: FenceConfig, tx: watch::Sender<FenceState>) {
+async fn run(
+    store: Store,
+    node: String,
+    config: FenceConfig,
+    stateful: StatefulCgroups,
+    tx: watch::Sender<FenceState>,
+) {
+    let mut guard_version = None;
     let client = store.nats_client().clone();
     let subject = bus_schema::subjects::node_heartbeat(&node);
     let interval = config.heartbeat_interval.max(Duration::from_millis(10));
@@ -190,6 +274,16 @@ async fn run(store: Store, node: String, config: FenceConfig, tx: watch::Sender<
             }
             if tx.send(next).is_err() {
                 return;
+            }
+        }
+        if let Some(guard) = &config.guard {
+            let (version, cgroups) = stateful.snapshot();
+            if guard_version != Some(version) {
+                guard.send(&format!("cgroups {}\n", cgroups.join("\t")));
+                guard_version = Some(version);
+            }
+            if bus_ok && next == FenceState::Open {
+                guard.send("ok\n");
             }
         }
     }

@@ -93,6 +93,8 @@ pub struct PodCtx {
     /// The node's StatefulSet fence ([`crate::fence`]): while it is closed, StatefulSet
     /// pods' containers are killed and none start.
     pub fence: watch::Receiver<FenceState>,
+    /// The cgroup parents of this node's StatefulSet pods, for the fence guard.
+    pub stateful_cgroups: fence::StatefulCgroups,
 }
 
 /// core/v1 Pod's kind.
@@ -297,6 +299,8 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
     let mut fence = ctx.fence.clone();
     // Whether this actor has seen the fence closed since the pod last ran.
     let mut was_fenced = false;
+    // A StatefulSet pod's cgroup, registered with the fence guard while this actor runs.
+    let mut _guarded: Option<fence::Registered> = None;
     // The uid this actor serves (the agent keys actors by uid), to find its sandboxes
     // even after the pod itself is gone.
     let mut uid = rx
@@ -324,8 +328,19 @@ pub async fn run(ctx: Arc<PodCtx>, mut rx: watch::Receiver<Option<Value>>) {
                 return;
             }
             Some(mut pod) => {
-                let stateful = serde_json::from_value::<Pod>(pod.clone())
-                    .is_ok_and(|p| fence::is_statefulset_pod(&p));
+                let typed = serde_json::from_value::<Pod>(pod.clone()).ok();
+                let stateful = typed.as_ref().is_some_and(fence::is_statefulset_pod);
+                if stateful
+                    && _guarded.is_none()
+                    && let Some(p) = &typed
+                {
+                    let qos = podspec::qos_class(&p.spec.clone().unwrap_or_default());
+                    _guarded = Some(ctx.stateful_cgroups.register(podspec::cgroup_parent(
+                        &ctx.cgroup_root,
+                        qos,
+                        &uid,
+                    )));
+                }
                 if stateful && *fence.borrow_and_update() == FenceState::Fenced {
                     was_fenced = true;
                     fence_containers(&ctx, &mut running, &uid).await;

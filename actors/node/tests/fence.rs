@@ -50,6 +50,7 @@ fn config() -> AgentConfig {
     config.fence = Some(FenceConfig {
         timeout: Duration::from_secs(1),
         heartbeat_interval: Duration::from_millis(100),
+        guard: None,
     });
     config
 }
