@@ -176,6 +176,8 @@ struct Controller {
     membership: MembershipView,
     heartbeats: Heartbeats,
     tracked: BTreeMap<String, Tracked>,
+    /// Some write of the last round failed: the next round looks at every node again.
+    failed: bool,
 }
 
 async fn run(
@@ -192,13 +194,17 @@ async fn run(
         membership,
         heartbeats,
         tracked: BTreeMap::new(),
+        failed: false,
     };
     let mut membership_open = true;
     let mut next_resync = Instant::now() + RESYNC_EVERY;
+    // Alive and suspect nodes change only with the view or their Node; the ticks and pod
+    // changes in between concern down nodes alone.
+    let mut only_down = false;
     loop {
         let view = c.membership.borrow_and_update().clone();
         track(&mut c.tracked, &view, Instant::now());
-        let recheck = c.round().await;
+        let recheck = c.round(only_down).await;
         let down: BTreeSet<String> = c
             .tracked
             .iter()
@@ -207,12 +213,9 @@ async fn run(
             .collect();
         let wake = match recheck {
             Some(r) if !down.is_empty() => Some(r.min(config.tick)),
-            _ if !down.is_empty() => Some(config.tick),
+            _ if !down.is_empty() || c.failed => Some(config.tick),
             _ => None,
         };
-        if Instant::now() >= next_resync {
-            next_resync = Instant::now() + RESYNC_EVERY;
-        }
         let wait_until = wake.map_or(next_resync, |w| (Instant::now() + w).min(next_resync));
         // Wait for something that can change a decision: the view, a Node, a pod of a
         // down node, or a deadline.
@@ -224,23 +227,39 @@ async fn run(
                         membership_open = false;
                         continue;
                     }
+                    only_down = false;
                     break;
                 }
                 event = node_changes.recv() => match event {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        only_down = false;
+                        break;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 event = pod_changes.recv() => match event {
                     Ok(e) if !e.latest().is_some_and(|p| down.contains(node_name(p))) => continue,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        only_down = true;
+                        break;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tokio::time::sleep_until(wait_until) => break,
+                _ = tokio::time::sleep_until(wait_until) => {
+                    only_down = Instant::now() < next_resync;
+                    if !only_down {
+                        next_resync = Instant::now() + RESYNC_EVERY;
+                    }
+                    break;
+                }
             }
         }
         // Coalesce a burst into one round.
-        while node_changes.try_recv().is_ok() {}
+        while node_changes.try_recv().is_ok() {
+            only_down = false;
+        }
         while pod_changes.try_recv().is_ok() {}
+        only_down &= !c.failed;
     }
 }
 
@@ -251,8 +270,9 @@ fn node_name(pod: &Value) -> &str {
 }
 
 impl Controller {
-    /// Decides and acts on every tracked node that has a Node; returns the soonest recheck.
-    async fn round(&mut self) -> Option<Duration> {
+    /// Decides and acts on every tracked node that has a Node (only the down ones when
+    /// `only_down`); returns the soonest recheck.
+    async fn round(&mut self, only_down: bool) -> Option<Duration> {
         let now = Instant::now();
         let down: BTreeSet<&str> = self
             .tracked
@@ -270,9 +290,11 @@ impl Controller {
             }
         }
         let mut recheck: Option<Duration> = None;
+        self.failed = false;
         let names: Vec<(String, Tracked)> = self
             .tracked
             .iter()
+            .filter(|(_, t)| !only_down || t.state == MemberState::Down)
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         for (name, tracked) in names {
@@ -311,7 +333,7 @@ impl Controller {
             if let Err(error) = self.act(&name, &stored, &pod_values, decision).await {
                 tracing::warn!(message = "node lifecycle action failed; retrying on the next round", node = %name, %error);
                 // A failed write is retried at the next tick (or the next change).
-                recheck = Some(Duration::ZERO);
+                self.failed = true;
             }
         }
         recheck

@@ -396,7 +396,16 @@ fn daemon_pods_tolerate_unreachable_forever() {
 #[test]
 fn fencing_rule() {
     // fence 1000 ms + 2 s margin = 3 s.
-    let cases: [(&str, u32, u64, Option<Duration>, Vec<&str>, Option<u64>); 7] = [
+    // (case, fence ms, down for s, heartbeat age, evictions, recheck s)
+    type Row = (
+        &'static str,
+        u32,
+        u64,
+        Option<Duration>,
+        Vec<&'static str>,
+        Option<u64>,
+    );
+    let cases: [Row; 7] = [
         ("not before down + fence", 1000, 2, None, vec![], Some(1)),
         (
             "at down + fence, no heartbeat ever",
