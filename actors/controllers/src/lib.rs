@@ -28,6 +28,7 @@ pub mod job;
 pub mod localpath;
 pub mod metrics;
 mod namespaced;
+pub mod nodelifecycle;
 pub mod quota;
 pub mod replicaset;
 pub mod revision;
@@ -52,6 +53,16 @@ pub const RESYNC_EVERY: Duration = Duration::from_secs(30);
 /// Compare-and-swap rounds for one read-modify-write before giving up until the retry.
 const CAS_ATTEMPTS: usize = 8;
 
+/// Optional parts of [`Controllers::start_with`].
+#[derive(Default)]
+pub struct ControllersConfig {
+    /// The control plane's gossip view: when given, the node lifecycle controller
+    /// ([`nodelifecycle`]) runs on it.
+    pub membership: Option<nodelifecycle::MembershipView>,
+    /// How the node lifecycle controller runs.
+    pub lifecycle: nodelifecycle::LifecycleConfig,
+}
+
 /// The running controllers; they stop when this is dropped or [`Controllers::stop`]ped.
 pub struct Controllers {
     tasks: Vec<JoinHandle<()>>,
@@ -70,6 +81,11 @@ impl Controllers {
     /// node agents list and follow their pods through
     /// ([`drover_store::node_index::PodIndex`]).
     pub fn start(store: Store) -> Controllers {
+        Controllers::start_with(store, ControllersConfig::default())
+    }
+
+    /// [`Controllers::start`] plus the optional parts in `config`.
+    pub fn start_with(store: Store, config: ControllersConfig) -> Controllers {
         let (tx, rx) = mpsc::channel(informer::CHANNEL_CAPACITY);
         let mut tasks: Vec<JoinHandle<()>> = bus_schema::kinds::KINDS
             .iter()
@@ -94,6 +110,7 @@ impl Controllers {
             hpa::kinds(),
             endpointslice::kinds(),
             endpointslicemirroring::kinds(),
+            nodelifecycle::kinds(),
         ]
         .concat();
         let cache = runtime::Cache::start(store.clone(), &kinds);
@@ -108,6 +125,9 @@ impl Controllers {
         tasks.extend(hpa::start(&ctx));
         tasks.extend(endpointslice::start(&ctx));
         tasks.extend(endpointslicemirroring::start(&ctx));
+        if let Some(membership) = config.membership {
+            tasks.extend(nodelifecycle::start(&ctx, membership, config.lifecycle));
+        }
         tasks.push(tokio::spawn(collector(store, rx, tx)));
         Controllers { tasks }
     }

@@ -228,7 +228,10 @@ pub fn build_node(
     node.status = Some(NodeStatus {
         capacity: Some(quantities.clone()),
         allocatable: Some(quantities),
-        conditions: Some(healthy_conditions(&previous_conditions, now)),
+        conditions: Some(with_foreign_conditions(
+            healthy_conditions(&previous_conditions, now),
+            &previous_conditions,
+        )),
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".into(),
@@ -255,6 +258,22 @@ pub fn build_node(
         ..node.status.take().unwrap_or_default()
     });
     node
+}
+
+/// `own` plus the `previous` conditions of other types: conditions that others own (the
+/// node lifecycle controller's `GossipReachable`) survive the agent's refresh, as
+/// kubelet's setters touch only their own types.
+fn with_foreign_conditions(
+    mut own: Vec<NodeCondition>,
+    previous: &[NodeCondition],
+) -> Vec<NodeCondition> {
+    let foreign: Vec<NodeCondition> = previous
+        .iter()
+        .filter(|p| !own.iter().any(|c| c.type_ == p.type_))
+        .cloned()
+        .collect();
+    own.extend(foreign);
+    own
 }
 
 /// The node's heartbeat Lease, owned by its Node (so deleting the Node removes it).

@@ -122,6 +122,43 @@ fn node_object_has_labels_cidr_conditions_and_info() {
 }
 
 #[test]
+fn refresh_keeps_conditions_others_own() {
+    let now = t("2026-01-01T00:00:00Z");
+    let mut node = build_node(
+        &identity(),
+        &capacity(),
+        &version(),
+        "10.244.3.0/24",
+        None,
+        now,
+    );
+    let gossip = NodeCondition {
+        type_: "GossipReachable".into(),
+        status: "True".into(),
+        reason: Some("MemberAlive".into()),
+        ..Default::default()
+    };
+    node.status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()
+        .push(gossip.clone());
+    let again = build_node(
+        &identity(),
+        &capacity(),
+        &version(),
+        "10.244.3.0/24",
+        Some(&node),
+        t("2026-01-01T00:01:00Z"),
+    );
+    let conditions = again.status.unwrap().conditions.unwrap();
+    assert_eq!(conditions.len(), 5);
+    assert_eq!(conditions[4], gossip);
+}
+
+#[test]
 fn registration_taints_apply_once() {
     let now = t("2026-01-01T00:00:00Z");
     let taint = k8s_openapi::api::core::v1::Taint {
