@@ -74,6 +74,45 @@ pub struct NodeArgs {
     /// refused and no query leaves the machine.
     #[arg(long, value_name = "ADDR:PORT")]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Join the node gossip (SWIM over UDP) on this address, e.g. 192.168.1.10:7946;
+    /// the agent then programs routes to the other nodes' pod CIDRs. No gossip when
+    /// absent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub gossip_bind: Option<std::net::SocketAddr>,
+    /// The gossip address peers reach this node at (default: --gossip-bind). Its IP is
+    /// the next hop the other nodes route this node's pods through.
+    #[arg(long, value_name = "ADDR:PORT", requires = "gossip_bind")]
+    pub gossip_advertise: Option<std::net::SocketAddr>,
+    /// A gossip member to join through (repeatable or comma-separated).
+    #[arg(
+        long = "gossip-seed",
+        value_name = "ADDR:PORT",
+        value_delimiter = ',',
+        requires = "gossip_bind"
+    )]
+    pub gossip_seeds: Vec<std::net::SocketAddr>,
+    /// The node's zone (the `topology.kubernetes.io/zone` label, and in the gossip).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+    /// How long (ms) this node, cut off from the bus and its gossip peers, keeps running
+    /// its StatefulSet pods before it stops them itself; 0 never does. Advertised in the
+    /// gossip so the control plane waits as long before recreating them elsewhere.
+    #[arg(long, value_name = "MS", default_value_t = drover_node::DEFAULT_FENCE_TIMEOUT_MS)]
+    pub fence_timeout_ms: u32,
+}
+
+impl NodeArgs {
+    /// The agent's gossip settings from the flags (`None` without `--gossip-bind`).
+    pub fn gossip(&self) -> Option<drover_node::GossipConfig> {
+        let bind = self.gossip_bind?;
+        let mut gossip = drover_node::GossipConfig::new(bind);
+        gossip.advertise = self.gossip_advertise;
+        gossip.seeds = self.gossip_seeds.clone();
+        gossip.fence_timeout_ms = self.fence_timeout_ms;
+        // A real node: its pods need the way to the other nodes' pods.
+        gossip.pod_routes = true;
+        Some(gossip)
+    }
 }
 
 /// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
@@ -157,6 +196,8 @@ impl NodeHandle {
         config.identity.address = args.node_address.clone();
         config.identity.taints = args.register_with_taints.clone();
         config.cgroup_root = args.cgroup_root.clone();
+        config.identity.zone = args.zone.clone();
+        config.gossip = args.gossip();
         if !args.no_service_proxy {
             match drover_node::proxy::ProxyConfig::host() {
                 Ok(mut p) => {
@@ -192,8 +233,12 @@ impl NodeHandle {
                 return Err(e).context("registering the node");
             }
         };
+        let gossip = agent
+            .membership()
+            .map(|m| format!(", gossip {}", m.addr()))
+            .unwrap_or_default();
         eprintln!(
-            "drover: node {} ready (pod CIDR {}, containerd socket {})",
+            "drover: node {} ready (pod CIDR {}, containerd socket {}{gossip})",
             agent.node_name(),
             agent.pod_cidr(),
             host.socket().display()
