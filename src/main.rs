@@ -60,6 +60,10 @@ struct UpArgs {
     /// Replicas per bucket with --nats.
     #[arg(long, default_value_t = CLUSTER_REPLICAS)]
     replicas: usize,
+    /// Address the nats-server drover starts listens on (agents on other machines or
+    /// network namespaces connect here).
+    #[arg(long, default_value = "127.0.0.1")]
+    nats_address: std::net::IpAddr,
     /// Client port of the nats-server drover starts.
     #[arg(long, default_value_t = natsd::DEFAULT_CLIENT_PORT)]
     nats_port: u16,
@@ -188,7 +192,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
         }
         None => {
             let binary = natsd::find_binary(args.nats_server.as_deref())?;
-            if std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).is_err() {
+            if std::net::TcpListener::bind((args.nats_address, args.nats_port)).is_err() {
                 bail!(
                     "port {} is in use: is another `drover up` running? (choose another with --nats-port)",
                     args.nats_port
@@ -196,6 +200,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
             }
             let mut cfg = NatsServerConfig::single(binary, data_dir.join("nats"), args.nats_port);
             cfg.server_name = "drover".into();
+            cfg.host = args.nats_address.to_string();
             let url = cfg.url();
             let (supervisor, client) = Supervisor::start(cfg, RestartPolicy::default()).await?;
             (Some(supervisor), client, 1, url)

@@ -40,9 +40,27 @@ impl Up {
     /// `drover <args>` as a child process (any subcommand), its output collected like
     /// `drover up`'s.
     pub fn spawn_drover(args: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        Up::spawn_command(Command::new(env!("CARGO_BIN_EXE_drover")), args, "warn")
+    }
+
+    /// `drover <args>` inside a test fabric node's network namespace, logging at
+    /// `rust_log`.
+    pub fn spawn_drover_in(
+        node: &drover_testkit::fabric::FabricNode,
+        args: &[&str],
+        rust_log: &str,
+    ) -> Up {
+        Up::spawn_command(
+            node.tokio_command(env!("CARGO_BIN_EXE_drover")),
+            args,
+            rust_log,
+        )
+    }
+
+    fn spawn_command(mut command: Command, args: &[&str], rust_log: &str) -> Up {
+        let mut child = command
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
