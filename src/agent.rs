@@ -74,6 +74,44 @@ pub struct NodeArgs {
     /// refused and no query leaves the machine.
     #[arg(long, value_name = "ADDR:PORT")]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Join the node gossip (SWIM over UDP) on this address, e.g. 192.168.1.10:7946;
+    /// the agent then programs routes to the other nodes' pod CIDRs. No gossip when
+    /// absent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub gossip_bind: Option<std::net::SocketAddr>,
+    /// The gossip address peers reach this node at (default: --gossip-bind). Its IP is
+    /// the next hop the other nodes route this node's pods through.
+    #[arg(long, value_name = "ADDR:PORT", requires = "gossip_bind")]
+    pub gossip_advertise: Option<std::net::SocketAddr>,
+    /// A gossip member to join through (repeatable or comma-separated).
+    #[arg(
+        long = "gossip-seed",
+        value_name = "ADDR:PORT",
+        value_delimiter = ',',
+        requires = "gossip_bind"
+    )]
+    pub gossip_seeds: Vec<std::net::SocketAddr>,
+    /// The node's zone (the `topology.kubernetes.io/zone` label, and in the gossip).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+    /// How long (ms) this node, cut off from the bus (or its agent frozen), keeps running
+    /// its StatefulSet pods before it stops them itself; 0 never does. With gossip only;
+    /// advertised there so the control plane waits as long before recreating them.
+    #[arg(long, value_name = "MS", default_value_t = drover_node::DEFAULT_FENCE_TIMEOUT_MS)]
+    pub fence_timeout_ms: u32,
+}
+
+impl NodeArgs {
+    /// The agent's gossip settings from the flags (`None` without `--gossip-bind`).
+    pub fn gossip(&self) -> Option<drover_node::GossipConfig> {
+        let bind = self.gossip_bind?;
+        let mut gossip = drover_node::GossipConfig::new(bind);
+        gossip.advertise = self.gossip_advertise;
+        gossip.seeds = self.gossip_seeds.clone();
+        // A real node: its pods need the way to the other nodes' pods.
+        gossip.pod_routes = true;
+        Some(gossip)
+    }
 }
 
 /// Parses `key=value:Effect` / `key:Effect` (the kubelet's `--register-with-taints`).
@@ -121,7 +159,7 @@ pub fn default_node_data_dir() -> Result<PathBuf> {
 }
 
 /// This machine's hostname, lower-cased (Node names are DNS subdomains).
-fn hostname() -> Result<String> {
+pub(crate) fn hostname() -> Result<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .context("reading the hostname; pass --node-name")?;
     let name = name.trim().to_ascii_lowercase();
@@ -136,6 +174,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// The agent's gossip view, when it joined one.
+    pub fn members(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<std::sync::Arc<Vec<drover_membership::Member>>>> {
+        self.agent.membership().map(|m| m.watch())
+    }
+
     /// Starts the runtime (containerd, pause image) under `data_dir` and the agent on
     /// `store`; returns once the node is registered.
     pub async fn start(store: Store, data_dir: PathBuf, args: &NodeArgs) -> Result<NodeHandle> {
@@ -157,6 +202,26 @@ impl NodeHandle {
         config.identity.address = args.node_address.clone();
         config.identity.taints = args.register_with_taints.clone();
         config.cgroup_root = args.cgroup_root.clone();
+        config.identity.zone = args.zone.clone();
+        config.gossip = args.gossip();
+        // Fencing goes with the gossip: only a control plane that sees the node down in
+        // the gossip recreates its StatefulSet pods, so without gossip there is nothing to
+        // fence against.
+        if config.gossip.is_some() && args.fence_timeout_ms > 0 {
+            let timeout = std::time::Duration::from_millis(u64::from(args.fence_timeout_ms));
+            let guard = match spawn_fence_guard(&config.data_dir, timeout) {
+                Ok(g) => g,
+                Err(e) => {
+                    host.stop().await;
+                    return Err(e);
+                }
+            };
+            config.fence = Some(drover_node::fence::FenceConfig {
+                timeout,
+                guard: Some(guard),
+                ..Default::default()
+            });
+        }
         if !args.no_service_proxy {
             match drover_node::proxy::ProxyConfig::host() {
                 Ok(mut p) => {
@@ -192,8 +257,12 @@ impl NodeHandle {
                 return Err(e).context("registering the node");
             }
         };
+        let gossip = agent
+            .membership()
+            .map(|m| format!(", gossip {}", m.addr()))
+            .unwrap_or_default();
         eprintln!(
-            "drover: node {} ready (pod CIDR {}, containerd socket {})",
+            "drover: node {} ready (pod CIDR {}, containerd socket {}{gossip})",
             agent.node_name(),
             agent.pod_cidr(),
             host.socket().display()

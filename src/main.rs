@@ -64,6 +64,10 @@ struct UpArgs {
     /// Replicas per bucket with --nats.
     #[arg(long, default_value_t = CLUSTER_REPLICAS)]
     replicas: usize,
+    /// Address the nats-server drover starts listens on (agents on other machines or
+    /// network namespaces connect here).
+    #[arg(long, default_value = "127.0.0.1")]
+    nats_address: std::net::IpAddr,
     /// Client port of the nats-server drover starts.
     #[arg(long, default_value_t = natsd::DEFAULT_CLIENT_PORT)]
     nats_port: u16,
@@ -196,7 +200,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
         }
         None => {
             let binary = natsd::find_binary(args.nats_server.as_deref())?;
-            if std::net::TcpListener::bind(("127.0.0.1", args.nats_port)).is_err() {
+            if std::net::TcpListener::bind((args.nats_address, args.nats_port)).is_err() {
                 bail!(
                     "port {} is in use: is another `drover up` running? (choose another with --nats-port)",
                     args.nats_port
@@ -204,6 +208,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
             }
             let mut cfg = NatsServerConfig::single(binary, data_dir.join("nats"), args.nats_port);
             cfg.server_name = "drover".into();
+            cfg.host = args.nats_address.to_string();
             let url = cfg.url();
             let (supervisor, client) = Supervisor::start(cfg, RestartPolicy::default()).await?;
             (Some(supervisor), client, 1, url)
@@ -273,7 +278,47 @@ async fn up(mut args: UpArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("starting the API on {bind}"))?;
-    let controllers = drover_controllers::Controllers::start(store.clone());
+    // The gossip: with --gossip-bind the control plane sees the nodes through it (its own
+    // member with --no-agent; the in-process agent's member otherwise, started below), and
+    // the node lifecycle controller acts on that view.
+    let gossip = args.node.gossip_bind.is_some();
+    let (members_tx, members_rx) = tokio::sync::watch::channel(std::sync::Arc::new(Vec::new()));
+    let mut gossip_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let control_plane_member = match args.node.gossip_bind {
+        Some(bind) if args.no_agent => {
+            let name = format!(
+                "control-plane-{}",
+                agent::hostname().unwrap_or_else(|_| "drover".into())
+            );
+            let member = members::start_control_plane_member(
+                name.clone(),
+                bind,
+                args.node.gossip_advertise,
+                args.node.gossip_seeds.clone(),
+                gateway.addr,
+            )
+            .await?;
+            gossip_tasks.push(members::forward(member.watch(), members_tx.clone()));
+            gossip_tasks.push(members::serve_view(
+                client.clone(),
+                name,
+                members_rx.clone(),
+            ));
+            eprintln!(
+                "drover: control plane joined the gossip at {}",
+                member.addr()
+            );
+            Some(member)
+        }
+        _ => None,
+    };
+    let controllers = drover_controllers::Controllers::start_with(
+        store.clone(),
+        drover_controllers::ControllersConfig {
+            membership: gossip.then(|| members_rx.clone()),
+            ..Default::default()
+        },
+    );
     // The scheduler binds every pod the controllers and clients create; it runs beside
     // them (not inside `Controllers`, whose test harnesses bind pods themselves).
     let scheduler = tokio::spawn(drover_scheduler::run(store.clone()));
@@ -295,6 +340,17 @@ async fn up(mut args: UpArgs) -> Result<()> {
             }
         }
     };
+    if control_plane_member.is_none()
+        && let Some(view) = node.as_ref().and_then(agent::NodeHandle::members)
+    {
+        let observer = args.node.node_name.clone().unwrap_or_else(|| "node".into());
+        gossip_tasks.push(members::forward(view, members_tx.clone()));
+        gossip_tasks.push(members::serve_view(
+            client.clone(),
+            observer,
+            members_rx.clone(),
+        ));
+    }
     let host = match args.api_address {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         a => a.to_string(),
@@ -328,6 +384,14 @@ async fn up(mut args: UpArgs) -> Result<()> {
         }
     };
     eprintln!("drover: stopping");
+    for t in gossip_tasks {
+        t.abort();
+    }
+    if let Some(member) = control_plane_member
+        && let Err(error) = member.leave().await
+    {
+        tracing::warn!(message = "leaving the gossip failed", %error);
+    }
     if let Some(node) = node {
         node.stop().await;
     }

@@ -37,6 +37,22 @@ pub fn view(observer: &str, members: &[Member]) -> MembersView {
     }
 }
 
+/// Copies a membership view into `to` until the task is aborted (the control plane's view
+/// exists before the member that feeds it).
+pub fn forward(
+    mut from: watch::Receiver<Arc<Vec<Member>>>,
+    to: watch::Sender<Arc<Vec<Member>>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let current = from.borrow_and_update().clone();
+            if to.send(current).is_err() || from.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// Answers [`bus_schema::subjects::MEMBERS_VIEW`] requests with the current view until
 /// the task is aborted.
 pub fn serve_view(

@@ -248,6 +248,14 @@ pub fn node_heartbeat(node: &str) -> String {
     format!("{ROOT}.nodes.{}.heartbeat", token(node))
 }
 
+/// Subject a node agent sends a request to right after each heartbeat, to get an answer
+/// from the server itself: nobody subscribes to it, so the server answers "no responders",
+/// and that answer proves the server has processed the heartbeat published before it on
+/// the same connection (a client-side flush only proves the bytes left the socket).
+pub fn node_bus_probe(node: &str) -> String {
+    format!("{ROOT}.nodes.{}.probe", token(node))
+}
+
 /// Wildcard that follows every node's bus heartbeat.
 pub const NODE_HEARTBEAT_ALL: &str = "drover.nodes.*.heartbeat";
 

@@ -6,6 +6,7 @@
 //! missing: a missing dependency must fail CI, not skip.
 
 pub mod cgroup;
+pub mod fabric;
 pub mod netns;
 pub mod registry;
 

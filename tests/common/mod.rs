@@ -40,9 +40,27 @@ impl Up {
     /// `drover <args>` as a child process (any subcommand), its output collected like
     /// `drover up`'s.
     pub fn spawn_drover(args: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        Up::spawn_command(Command::new(env!("CARGO_BIN_EXE_drover")), args, "warn")
+    }
+
+    /// `drover <args>` inside a test fabric node's network namespace, logging at
+    /// `rust_log`.
+    pub fn spawn_drover_in(
+        node: &drover_testkit::fabric::FabricNode,
+        args: &[&str],
+        rust_log: &str,
+    ) -> Up {
+        Up::spawn_command(
+            node.tokio_command(env!("CARGO_BIN_EXE_drover")),
+            args,
+            rust_log,
+        )
+    }
+
+    fn spawn_command(mut command: Command, args: &[&str], rust_log: &str) -> Up {
+        let mut child = command
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -95,6 +113,31 @@ impl Up {
                 Err(_) => panic!("timed out waiting for {needle:?}"),
             }
         }
+    }
+
+    /// The process's PID.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("process still running") as i32)
+    }
+
+    /// SIGKILL of the process and all its descendants (a process tree's `kill -9`): all are
+    /// stopped first so none is reparented away meanwhile, then killed.
+    pub async fn kill9_tree(mut self) {
+        let root = self.child.id().expect("process still running") as i32;
+        let mut tree = vec![root];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(children_of(parent));
+            for pid in &tree[i..] {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+            }
+            i += 1;
+        }
+        for pid in &tree {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait().await;
     }
 
     /// SIGKILL, and waits for the process to be gone.
@@ -155,6 +198,31 @@ impl Running {
         let status = self.up.terminate().await;
         assert!(status.success(), "drover exit status {status}");
     }
+}
+
+/// The PIDs whose parent is `parent` (from /proc).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Runs kubectl with `kubeconfig`: (exit code, stdout, stderr).

@@ -96,6 +96,53 @@ pub struct AgentConfig {
     /// publishes no heartbeat and never fences, and the control plane then never
     /// recreates this node's StatefulSet pods by itself.
     pub fence: Option<crate::fence::FenceConfig>,
+    /// SWIM membership with the other nodes ([`drover_membership`]); `None` (the default)
+    /// joins no gossip.
+    pub gossip: Option<GossipConfig>,
+}
+
+/// Default fence timeout in milliseconds ([`crate::fence`]): how long a node cut off from
+/// the bus runs its StatefulSet pods before it stops them itself.
+pub const DEFAULT_FENCE_TIMEOUT_MS: u32 = 5000;
+
+/// Default [`GossipConfig::expected_members`]: the cluster size the timing is tuned for.
+pub const DEFAULT_EXPECTED_MEMBERS: u32 = 16;
+
+/// How the agent joins the gossip.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    /// The UDP address to bind (port 0 picks one).
+    pub bind: std::net::SocketAddr,
+    /// The address peers reach this node at; `None` uses `bind`, which must then be a
+    /// specific IP. Its IP is also the next hop peers route this node's pod CIDR to.
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Members to join through.
+    pub seeds: Vec<std::net::SocketAddr>,
+    /// The timing profile ([`drover_membership::Profile::Fast`] by default).
+    pub profile: drover_membership::Profile,
+    /// The cluster size the timing is computed for ([`drover_membership::timing`]).
+    pub expected_members: u32,
+    /// Probability of dropping each outgoing datagram (loss injection); 0 in production.
+    pub drop_outgoing: f64,
+    /// Program routes to the peers' pod CIDRs in the agent's network namespace
+    /// ([`crate::routes`]). Off by default: hollow fleets share one namespace and have no
+    /// pod network; `drover agent` turns it on.
+    pub pod_routes: bool,
+}
+
+impl GossipConfig {
+    /// Defaults for a member bound at `bind`: no seeds, fast timing, no loss, no routes.
+    pub fn new(bind: std::net::SocketAddr) -> GossipConfig {
+        GossipConfig {
+            bind,
+            advertise: None,
+            seeds: Vec::new(),
+            profile: drover_membership::Profile::Fast,
+            expected_members: DEFAULT_EXPECTED_MEMBERS,
+            drop_outgoing: 0.0,
+            pod_routes: false,
+        }
+    }
 }
 
 /// Default [`AgentConfig::endpoint_drain_delay`]: a watch event reaches every node's
@@ -133,6 +180,7 @@ impl AgentConfig {
             endpoint_drain_delay: DEFAULT_ENDPOINT_DRAIN_DELAY,
             node_dns: None,
             fence: None,
+            gossip: None,
         }
     }
 }
@@ -158,6 +206,9 @@ pub enum AgentError {
     /// The node-local DNS server could not start.
     #[error("node dns: {0}")]
     Dns(#[from] crate::dns::NodeDnsError),
+    /// The gossip could not start (its socket, its config). Nothing else was started.
+    #[error("gossip: {0}")]
+    Gossip(#[from] drover_membership::Error),
     /// Every node CIDR of the cluster CIDR is taken. Retryable once nodes are removed
     /// from the registry.
     #[error("no free pod cidr left in {cluster}")]
@@ -174,6 +225,8 @@ pub struct NodeAgent {
     pod_cidr: String,
     tasks: Vec<JoinHandle<()>>,
     dns: Option<drover_dns::Dns>,
+    membership: Option<drover_membership::Membership>,
+    routes: Option<crate::routes::Routes>,
 }
 
 impl Drop for NodeAgent {
@@ -196,6 +249,12 @@ impl NodeAgent {
         let registered = register(&store, runtime.as_ref(), &config)
             .instrument(span.clone())
             .await?;
+        // The gossip starts once the pod CIDR is claimed: it is part of what the node
+        // advertises. A failure below drops it, which peers see as a crash.
+        let membership = match &config.gossip {
+            Some(g) => Some(start_gossip(&config, g, &registered.pod_cidr).await?),
+            None => None,
+        };
         // Load the service proxy before starting any task, so a failure leaves nothing
         // running; its pins survive a restart, so services keep working meanwhile.
         let proxy = match &config.proxy {
@@ -299,7 +358,16 @@ impl NodeAgent {
             fence,
             stateful_cgroups,
         });
-        let pods = tokio::spawn(pod_loop(ctx).instrument(span));
+        let pods = tokio::spawn(pod_loop(ctx).instrument(span.clone()));
+        let routes = match (&membership, &config.gossip) {
+            (Some(m), Some(g)) if g.pod_routes => {
+                pod_routes_local(&config, m, &registered.pod_cidr).map(|local| {
+                    let _enter = span.enter();
+                    crate::routes::start(local, m.watch())
+                })
+            }
+            _ => None,
+        };
         Ok(NodeAgent {
             node_name: config.identity.name.clone(),
             pod_cidr: registered.pod_cidr,
@@ -308,6 +376,8 @@ impl NodeAgent {
                 tasks
             },
             dns,
+            membership,
+            routes,
         })
     }
 
@@ -321,8 +391,19 @@ impl NodeAgent {
         &self.pod_cidr
     }
 
-    /// Stops the agent's tasks and waits for them (pods keep running in the runtime).
+    /// The node's gossip membership, when it joined one ([`AgentConfig::gossip`]).
+    pub fn membership(&self) -> Option<&drover_membership::Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Stops the agent's tasks and waits for them (pods keep running in the runtime),
+    /// then leaves the gossip gracefully, so peers mark the node down at once instead of
+    /// after the failure detector's timeout. The pod routes stay: the pods still need
+    /// them (see [`crate::routes`]). Dropping the agent instead is a crash: no leave.
     pub async fn stop(mut self) {
+        if let Some(routes) = self.routes.take() {
+            routes.stop().await;
+        }
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
@@ -330,7 +411,62 @@ impl NodeAgent {
         if let Some(dns) = self.dns.take() {
             dns.stop().await;
         }
+        if let Some(membership) = self.membership.take()
+            && let Err(error) = membership.leave().await
+        {
+            tracing::warn!(message = "leaving the gossip failed", %error);
+        }
     }
+}
+
+/// Joins the gossip with this node's metadata.
+async fn start_gossip(
+    config: &AgentConfig,
+    gossip: &GossipConfig,
+    pod_cidr: &str,
+) -> Result<drover_membership::Membership, AgentError> {
+    let membership = drover_membership::Membership::start(drover_membership::MembershipConfig {
+        name: config.identity.name.clone(),
+        bind: gossip.bind,
+        advertise: gossip.advertise,
+        seeds: gossip.seeds.clone(),
+        metadata: drover_membership::NodeMetadata {
+            pod_cidr: pod_cidr.to_string(),
+            zone: config.identity.zone.clone().unwrap_or_default(),
+            api: None,
+            // What the node really does ([`AgentConfig::fence`]), so the control plane's
+            // wait matches it.
+            fence_timeout_ms: config.fence.as_ref().map_or(0, |f| {
+                u32::try_from(f.timeout.as_millis()).unwrap_or(u32::MAX)
+            }),
+        },
+        timing: drover_membership::timing(gossip.expected_members, gossip.profile),
+        drop_outgoing: gossip.drop_outgoing,
+        seed: None,
+    })
+    .await?;
+    tracing::info!(message = "joined the gossip", addr = %membership.addr());
+    Ok(membership)
+}
+
+/// What the route follower needs to know about this node; `None` (logged) when the
+/// cluster or pod CIDR does not parse, which registration already refused.
+fn pod_routes_local(
+    config: &AgentConfig,
+    membership: &drover_membership::Membership,
+    pod_cidr: &str,
+) -> Option<crate::routes::Local> {
+    let cluster = config.cluster_cidr.parse().ok()?;
+    let Ok(pod_cidr) = pod_cidr.parse() else {
+        tracing::warn!(message = "no pod routes: unparseable pod cidr", pod_cidr);
+        return None;
+    };
+    Some(crate::routes::Local {
+        name: config.identity.name.clone(),
+        addr: membership.addr().ip(),
+        cluster,
+        pod_cidr,
+    })
 }
 
 #[derive(Clone)]

@@ -2,13 +2,15 @@
 //! StatefulSet pods once it has been cut off from the bus for its fence timeout.
 //!
 //! The agent publishes an empty message on its heartbeat subject
-//! ([`bus_schema::subjects::node_heartbeat`]) every [`bus_schema::subjects::NODE_HEARTBEAT_INTERVAL_MS`]
-//! and flushes: a flush returns only after the server answered a PING sent behind the
-//! heartbeat, so a successful one proves the server had the heartbeat by then. The control
+//! ([`bus_schema::subjects::node_heartbeat`]) every [`bus_schema::subjects::NODE_HEARTBEAT_INTERVAL_MS`],
+//! then sends a request to [`bus_schema::subjects::node_bus_probe`], which nobody serves:
+//! the server's "no responders" answer proves it processed the heartbeat sent before it on
+//! the same connection. (`Client::flush` would not do: it returns once the bytes are in the
+//! socket, which a partitioned node's kernel happily accepts.) The control
 //! plane's node lifecycle controller force-deletes a down node's StatefulSet pods (and so
 //! lets the StatefulSet controller recreate them elsewhere) only when the node is down in
 //! the gossip *and* no heartbeat of it arrived for the node's fence timeout plus a margin.
-//! The node, for its part, is [`FenceState::Fenced`] once no flush has succeeded for the
+//! The node, for its part, is [`FenceState::Fenced`] once no round trip has succeeded for the
 //! fence timeout: its PodActors kill the containers of StatefulSet pods at once and start
 //! none. The two clocks start from the same event (the last heartbeat that got through), so
 //! the node has stopped its copy before the control plane makes another one.
@@ -42,7 +44,8 @@ pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 /// Default fence timeout: how long a node may be cut off from the bus before it stops its
 /// StatefulSet pods. Long enough to ride out a NATS restart, short against the issue's
 /// seconds-scale failover.
-pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_FENCE_TIMEOUT: Duration =
+    Duration::from_millis(crate::agent::DEFAULT_FENCE_TIMEOUT_MS as u64);
 
 /// Whether the node's StatefulSet pods may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +224,7 @@ async fn run(
     let mut guard_version = None;
     let client = store.nats_client().clone();
     let subject = bus_schema::subjects::node_heartbeat(&node);
+    let probe = bus_schema::subjects::node_bus_probe(&node);
     let interval = config.heartbeat_interval.max(Duration::from_millis(10));
     // A heartbeat that takes longer than a period did not get through in time; bounding
     // each round keeps the fence within about two periods of its deadline (the control
@@ -238,7 +242,13 @@ async fn run(
                 .publish(subject.clone(), bytes::Bytes::new())
                 .await
                 .map_err(|e| e.to_string())?;
-            client.flush().await.map_err(|e| e.to_string())
+            // A round trip to the server (see `node_bus_probe`): "no responders" is the
+            // expected answer; anything else (a responder, an error) is not proof.
+            match client.request(probe.clone(), bytes::Bytes::new()).await {
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+                Err(e) => Err(e.to_string()),
+                Ok(_) => Err("unexpected responder on the bus probe subject".to_string()),
+            }
         })
         .await;
         let bus_ok = matches!(sent, Ok(Ok(())));

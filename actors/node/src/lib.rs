@@ -43,11 +43,12 @@ pub mod pod;
 pub mod podspec;
 pub mod probe;
 pub mod proxy;
+pub mod routes;
 pub mod runtime;
 pub mod stream;
 pub mod volumes;
 
-pub use agent::{AgentConfig, AgentError, NodeAgent};
+pub use agent::{AgentConfig, AgentError, DEFAULT_FENCE_TIMEOUT_MS, GossipConfig, NodeAgent};
 pub use cri_runtime::{CriRuntime, CriRuntimeConfig};
 pub use fleet::{FleetConfig, HollowFleet, run_hollow_fleet};
 pub use hollow::{HollowConfig, HollowRuntime};
