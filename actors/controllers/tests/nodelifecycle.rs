@@ -214,7 +214,9 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
     // node-1's agent keeps its bus heartbeats going (it is cut off from gossip only).
     let beating = heartbeats(nats.client().await, "node-1");
 
-    // Crash node-1's member.
+    // Crash node-1's member. (The elapsed times printed below are for the report;
+    // nothing asserts them.)
+    let crashed = std::time::Instant::now();
     node1.stop().await;
     wait_for(
         &store,
@@ -232,6 +234,10 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         },
     )
     .await;
+    eprintln!(
+        "crash -> node-1 tainted, Ready Unknown: {:?}",
+        crashed.elapsed()
+    );
     // Its ReplicaSet pods are deleted gracefully and replaced.
     wait_for(
         &store,
@@ -252,6 +258,10 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         },
     )
     .await;
+    eprintln!(
+        "crash -> rs pods evicted and replaced: {:?}",
+        crashed.elapsed()
+    );
 
     // While its heartbeats still arrive, the fence never opens: wait well past the fence
     // window (fence + 2 s margin = 3 s) and check nothing was forced. Proving that
@@ -290,6 +300,7 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
     // The node goes silent on the bus too: after the fence window the StatefulSet pod is
     // force-deleted and recreated under its name, and the terminating pods are removed.
     beating.abort();
+    let silent = std::time::Instant::now();
     wait_for(
         &store,
         pods,
@@ -301,8 +312,13 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         },
     )
     .await;
+    eprintln!(
+        "heartbeats stopped -> web-0 recreated (fence {FENCE_MS} ms + 2 s margin): {:?}",
+        silent.elapsed()
+    );
 
     // node-1 comes back: same name, same address, a new process.
+    let restarted = std::time::Instant::now();
     let _node1 = Membership::start(member("node-1", node1_addr, seeds, FENCE_MS))
         .await
         .unwrap();
@@ -314,6 +330,7 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         })
     })
     .await;
+    eprintln!("restart -> node-1 restored: {:?}", restarted.elapsed());
     // node-2 was never touched.
     let node2 = store.get(nodes, None, "node-2").await.unwrap();
     assert!(unreachable_taints(&node2).is_empty());
