@@ -127,7 +127,8 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         )
         .await
         .unwrap();
-    for name in ["node-1", "node-2"] {
+    // node-3 runs without gossip: not in the view, so left alone.
+    for name in ["node-1", "node-2", "node-3"] {
         store.create(nodes, node(name)).await.unwrap();
     }
 
@@ -143,6 +144,7 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
     let _node2 = Membership::start(member("node-2", loopback(), seeds.clone(), FENCE_MS))
         .await
         .unwrap();
+    let node3_created = store.get(nodes, None, "node-3").await.unwrap();
     let mut view = cp.watch();
     tokio::time::timeout(
         GUARD,
@@ -331,10 +333,15 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
     })
     .await;
     eprintln!("restart -> node-1 restored: {:?}", restarted.elapsed());
-    // node-2 was never touched.
+    // node-2 was never tainted; node-3 (not in the view) was never written at all.
     let node2 = store.get(nodes, None, "node-2").await.unwrap();
     assert!(unreachable_taints(&node2).is_empty());
     assert!(condition_is(&node2, "Ready", "True", "KubeletReady"));
+    let node3 = store.get(nodes, None, "node-3").await.unwrap();
+    assert_eq!(
+        node3, node3_created,
+        "a node outside the view is left alone"
+    );
 
     controllers.stop().await;
 }
