@@ -12,7 +12,9 @@
 //! The other controllers run on the shared cache and controller runtime ([`runtime`]);
 //! the Service ones are the EndpointSlice/Endpoints controller ([`endpointslice`]), the
 //! EndpointSlice mirroring controller ([`endpointslicemirroring`]) and the cluster IP /
-//! node port allocation repair loop ([`allocation_repair`]).
+//! node port allocation repair loop ([`allocation_repair`]). Given the control plane's
+//! gossip view ([`Controllers::start_with`]), the node lifecycle controller
+//! ([`nodelifecycle`]) taints down nodes, evicts their pods and fences StatefulSet pods.
 
 pub mod allocation_repair;
 pub mod cronjob;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bus_schema::KindInfo;
 use drover_membership::{Member, MemberState};
-use drover_store::{DeleteOptions, StoreError};
+use drover_store::{DeleteOptions, DeleteOutcome, StoreError};
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -373,6 +373,8 @@ impl Controller {
                 .wait_for_revision(nodes(), revision_of(&written), CACHE_CATCH_UP)
                 .await;
         }
+        let mut marked = 0;
+        let mut gone: Vec<ObjectKey> = Vec::new();
         for eviction in decision.evictions {
             let Some(pod) = node_pods
                 .iter()
@@ -418,15 +420,39 @@ impl Controller {
                 .delete(pods(), Some(&eviction.namespace), &eviction.name, &opts)
                 .await
             {
-                Ok(_) => {
+                Ok(outcome) => {
                     tracing::info!(message = "evicted", pod = %format!("{}/{}", eviction.namespace, eviction.name), node = %name, kind = ?eviction.kind);
                     self.ctx.events.record(pods(), pod, type_, reason, message);
+                    match outcome {
+                        DeleteOutcome::Terminating(v) => {
+                            marked = marked.max(revision_of(&v));
+                        }
+                        DeleteOutcome::Deleted(_) => {
+                            gone.push(ObjectKey::namespaced(&eviction.namespace, &eviction.name))
+                        }
+                    }
                 }
                 // Gone already, or a new pod took the name: nothing to do.
                 Err(StoreError::NotFound { .. }) => {}
                 Err(StoreError::Conflict { reason, .. }) if reason.contains("uid") => {}
                 Err(e) => return Err(e),
             }
+        }
+        // Read our writes: the next round (250 ms on) must not see these pods as they
+        // were and delete them again.
+        if marked > 0 {
+            let _ = self
+                .ctx
+                .cache
+                .wait_for_revision(pods(), marked, CACHE_CATCH_UP)
+                .await;
+        }
+        for key in gone {
+            let _ = self
+                .ctx
+                .cache
+                .wait_absent(pods(), &key, CACHE_CATCH_UP)
+                .await;
         }
         Ok(())
     }
