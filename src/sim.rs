@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use drover_node::fleet::FleetGossip;
 use drover_node::{FleetConfig, run_hollow_fleet};
 use drover_store::{Store, StoreConfig};
 use serde_json::json;
@@ -27,7 +28,22 @@ pub struct SimArgs {
     /// Exit once every node is registered and every pod Running (for scripts and tests).
     #[arg(long)]
     pub exit_when_ready: bool,
+    /// Join every hollow node to the gossip (SWIM over UDP, a port per node) through this
+    /// member, e.g. the control plane's `--gossip-bind` (repeatable or comma-separated).
+    #[arg(long = "gossip-seed", value_name = "ADDR:PORT", value_delimiter = ',')]
+    pub gossip_seeds: Vec<std::net::SocketAddr>,
+    /// The IP the hollow nodes' gossip sockets bind.
+    #[arg(long, default_value = "127.0.0.1", requires = "gossip_seeds")]
+    pub gossip_bind_ip: std::net::IpAddr,
+    /// Run the bus heartbeat and StatefulSet fence on every hollow node (costly: a server
+    /// round trip per node every 500 ms).
+    #[arg(long, requires = "gossip_seeds")]
+    pub fence: bool,
 }
+
+/// How long `drover sim` waits for its first node to see the whole fleet in the gossip
+/// before it reports what it sees and goes on.
+const GOSSIP_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long `--exit-when-ready` waits for the pods before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -39,8 +55,17 @@ pub async fn run(args: SimArgs) -> Result<()> {
         .await
         .with_context(|| format!("connecting to {}", args.nats))?;
     let store = Store::new(client, StoreConfig::default()).await?;
+    let gossip = (!args.gossip_seeds.is_empty()).then(|| FleetGossip {
+        seeds: args.gossip_seeds.clone(),
+        bind_ip: args.gossip_bind_ip,
+        // The fleet and the seeds' side (at least the control plane).
+        expected_members: u32::try_from(args.nodes + 1).unwrap_or(u32::MAX),
+        fence: args.fence,
+        ..FleetGossip::default()
+    });
     let config = FleetConfig {
         cluster_cidr: args.cluster_cidr.clone(),
+        gossip,
         ..FleetConfig::default()
     };
     let fleet = run_hollow_fleet(store.clone(), args.nodes, config).await?;
@@ -49,6 +74,15 @@ pub async fn run(args: SimArgs) -> Result<()> {
         args.nodes,
         started.elapsed().as_millis()
     );
+    if let Some(m) = fleet.agents.first().and_then(|a| a.membership()) {
+        // Every node and (usually) one member per seed, such as the control plane.
+        let seen = settle_gossip(m, args.nodes + args.gossip_seeds.len()).await;
+        eprintln!(
+            "drover sim: gossip: {seen} members alive as seen by {} after {} ms",
+            fleet.agents[0].node_name(),
+            started.elapsed().as_millis()
+        );
+    }
     let pods = bus_schema::kinds::by_group_kind("", "Pod").context("Pod kind")?;
     let pods_started = Instant::now();
     for agent in &fleet.agents {
@@ -100,4 +134,18 @@ pub async fn run(args: SimArgs) -> Result<()> {
     }
     fleet.stop().await;
     Ok(())
+}
+
+/// Waits (at most [`GOSSIP_SETTLE_TIMEOUT`]) until `member` sees `want` members alive
+/// (itself included); returns how many it sees alive then.
+async fn settle_gossip(member: &drover_membership::Membership, want: usize) -> usize {
+    let alive = |ms: &[drover_membership::Member]| {
+        ms.iter()
+            .filter(|m| m.state == drover_membership::MemberState::Alive)
+            .count()
+    };
+    let mut view = member.watch();
+    let wait = view.wait_for(|ms| alive(ms) >= want);
+    let _ = tokio::time::timeout(GOSSIP_SETTLE_TIMEOUT, wait).await;
+    alive(&member.members())
 }

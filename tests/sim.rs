@@ -1,11 +1,16 @@
 //! `drover sim` against a real `drover up`: hollow nodes register as Ready Nodes with
-//! distinct pod CIDRs and their bound pods reach Running, seen through kubectl.
+//! distinct pod CIDRs and their bound pods reach Running, seen through kubectl; with
+//! `--gossip-seed` they join the control plane's gossip (real SWIM over loopback UDP),
+//! seen through `drover members`.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::Running;
+use common::{Running, Up};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_registers_hollow_nodes_and_runs_their_pods() {
@@ -64,4 +69,110 @@ async fn sim_registers_hollow_nodes_and_runs_their_pods() {
         "{pods}"
     );
     running.stop().await;
+}
+
+/// `drover members -o json` as name -> status; empty while the view is not served yet.
+fn members(kubeconfig: &str) -> BTreeMap<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["members", "-o", "json", "--kubeconfig", kubeconfig])
+        .output()
+        .expect("drover members");
+    if !out.status.success() {
+        return BTreeMap::new();
+    }
+    let view: Value = serde_json::from_slice(&out.stdout).expect("members json");
+    view["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_nodes_join_the_control_planes_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = drover_testkit::free_port().to_string();
+    let api_port = drover_testkit::free_port().to_string();
+    let gossip = format!("127.0.0.1:{}", drover_testkit::free_port());
+    let mut up = Up::spawn(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--nats-port",
+        &nats_port,
+        "--api-port",
+        &api_port,
+        "--gossip-bind",
+        &gossip,
+    ]);
+    let export = up.wait_for("export KUBECONFIG=").await;
+    let kubeconfig = export
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap()
+        .to_string();
+    up.wait_for("control plane joined the gossip").await;
+
+    let nats = format!("nats://127.0.0.1:{nats_port}");
+    let mut sim = Up::spawn_drover(&[
+        "sim",
+        "--nats",
+        &nats,
+        "--nodes",
+        "5",
+        "--gossip-seed",
+        &gossip,
+    ]);
+    // The first hollow node sees the other four and the control plane.
+    let seen = sim.wait_for("drover sim: gossip:").await;
+    assert!(seen.contains(": 6 members alive"), "{seen}");
+
+    // The control plane's own view, through the gateway: the five hollow nodes alive.
+    let started = Instant::now();
+    let view = loop {
+        let view = members(&kubeconfig);
+        let alive: Vec<&String> = view
+            .iter()
+            .filter(|(name, status)| name.starts_with("hollow-") && *status == "alive")
+            .map(|(name, _)| name)
+            .collect();
+        if alive.len() == 5 {
+            break view;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the control plane does not see 5 hollow nodes alive: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        view.len(),
+        6,
+        "5 hollow nodes and the control plane: {view:?}"
+    );
+
+    // A stopped fleet leaves gracefully: the control plane sees every node down.
+    assert!(sim.terminate().await.success());
+    let started = Instant::now();
+    loop {
+        let view = members(&kubeconfig);
+        let down = view
+            .iter()
+            .filter(|(name, status)| name.starts_with("hollow-") && *status == "down")
+            .count();
+        if down == 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the control plane does not see the 5 hollow nodes down: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(up.terminate().await.success());
 }

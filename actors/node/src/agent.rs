@@ -396,6 +396,25 @@ impl NodeAgent {
         self.membership.as_ref()
     }
 
+    /// Stops the agent as a crash would: its tasks are aborted and its gossip member
+    /// stops without leaving (peers detect it through SWIM), and it returns once the
+    /// member's socket is closed. Hollow fleets use it to kill nodes in benchmarks.
+    pub async fn crash(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(membership) = self.membership.take() {
+            membership.stop().await;
+        }
+        if let Some(routes) = self.routes.take() {
+            routes.stop().await;
+        }
+        if let Some(dns) = self.dns.take() {
+            dns.stop().await;
+        }
+    }
+
     /// Stops the agent's tasks and waits for them (pods keep running in the runtime),
     /// then leaves the gossip gracefully, so peers mark the node down at once instead of
     /// after the failure detector's timeout. The pod routes stay: the pods still need
