@@ -141,9 +141,18 @@ async fn remote_addr_seen(kc: &str, client: &str, server_ip: &str) -> String {
             // busybox 1.35's `wget -T` crashes; `timeout` bounds a dropped connection.
             &["exec", client, "--", "timeout", "5", "wget", "-qO-", &url],
         );
-        (code == 0).then(|| out.trim().to_string())
+        (code == 0).then(|| ipv4_of(out.trim()))
     })
     .await
+}
+
+/// busybox httpd listens on IPv6 too and prints an IPv4 client as `[::ffff:a.b.c.d]`.
+fn ipv4_of(remote_addr: &str) -> String {
+    remote_addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_string()
 }
 
 /// The drover routes in a node's namespace (`ip route show proto 157`).
