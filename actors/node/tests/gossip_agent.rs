@@ -37,8 +37,12 @@ async fn agent(
     // Suspicion so slow that only a graceful leave can mark a member Down in this test.
     gossip.profile = drover_membership::Profile::Lan;
     gossip.expected_members = 1_000_000;
-    gossip.fence_timeout_ms = 2500;
     config.gossip = Some(gossip);
+    // The fence timeout the node advertises is the one its fence really uses.
+    config.fence = Some(drover_node::fence::FenceConfig {
+        timeout: Duration::from_millis(2500),
+        ..Default::default()
+    });
     let runtime = Arc::new(HollowRuntime::new(
         HollowConfig::default(),
         rand::rngs::StdRng::seed_from_u64(7),
