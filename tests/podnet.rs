@@ -6,7 +6,8 @@
 //!
 //! Then node 1's agent stops (it leaves the gossip): node 0 marks it down and keeps its
 //! route, and node 1 keeps its own, so the pods (which outlive their agent) still talk
-//! both ways. See `drover_node::routes` for why.
+//! both ways (see `drover_node::routes` for why). A new agent on node 1 adopts the
+//! routes and rejoins.
 
 mod common;
 
@@ -141,9 +142,18 @@ async fn remote_addr_seen(kc: &str, client: &str, server_ip: &str) -> String {
             // busybox 1.35's `wget -T` crashes; `timeout` bounds a dropped connection.
             &["exec", client, "--", "timeout", "5", "wget", "-qO-", &url],
         );
-        (code == 0).then(|| out.trim().to_string())
+        (code == 0).then(|| ipv4_of(out.trim()))
     })
     .await
+}
+
+/// busybox httpd listens on IPv6 too and prints an IPv4 client as `[::ffff:a.b.c.d]`.
+fn ipv4_of(remote_addr: &str) -> String {
+    remote_addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_string()
 }
 
 /// The drover routes in a node's namespace (`ip route show proto 157`).
@@ -272,6 +282,14 @@ async fn scenario(fabric: &Fabric) {
     let want1 = format!("{} via {}", cidrs[0], fabric.node(0).ip());
     assert!(routes_in(fabric.node(1)).contains(&want1));
     assert_eq!(remote_addr_seen(kc, "a", &ip_b).await, ip_a);
+
+    // Node 1's next agent adopts its routes (protocol 157) and rejoins; exec through it
+    // works again, and its pod still reaches node 0's.
+    let mut agent1 = spawn_agent(fabric, 1, &nats, &data[1]);
+    agent1.wait_for("node node-1 ready").await;
+    agents.push(agent1);
+    assert!(routes_in(fabric.node(1)).contains(&want1));
+    assert_eq!(remote_addr_seen(kc, "b", &ip_a).await, ip_b);
 
     // The pods go with their containerds (Purge), the nodes with the fabric.
     for agent in agents {
