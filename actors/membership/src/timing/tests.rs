@@ -34,13 +34,13 @@ fn fast_profile_table() {
         gossip: 100,
         max_tx,
     };
-    check(0, Profile::Fast, row(600, 6));
-    check(1, Profile::Fast, row(600, 6));
-    check(5, Profile::Fast, row(600, 6));
-    check(10, Profile::Fast, row(600, 6));
-    check(100, Profile::Fast, row(1200, 8));
-    check(1000, Profile::Fast, row(1800, 12));
-    check(10_000, Profile::Fast, row(2400, 16));
+    check(0, Profile::Fast, row(600, 7));
+    check(1, Profile::Fast, row(600, 7));
+    check(5, Profile::Fast, row(600, 9));
+    check(10, Profile::Fast, row(600, 10));
+    check(100, Profile::Fast, row(1200, 15));
+    check(1000, Profile::Fast, row(1800, 19));
+    check(10_000, Profile::Fast, row(2400, 24));
 }
 
 #[test]
