@@ -120,10 +120,10 @@ fn pick_seeds(members: &[Option<Membership>], among: usize, pick: &mut Pick) -> 
         if seeds.len() == 3 {
             break;
         }
-        if let Some(m) = &members[pick.below(among)] {
-            if !seeds.contains(&m.addr()) {
-                seeds.push(m.addr());
-            }
+        if let Some(m) = &members[pick.below(among)]
+            && !seeds.contains(&m.addr())
+        {
+            seeds.push(m.addr());
         }
     }
     seeds
