@@ -151,6 +151,16 @@ const EVENT_BUFFER: usize = 4096;
 /// heard a seed's sync reply asks again).
 const REANNOUNCE: Duration = Duration::from_secs(1);
 
+/// How often a member pulls one random member's state (memberlist's push/pull runs every
+/// 30 s). It repairs what the gossip missed: a join a member never heard of, and a
+/// refuted suspicion it never heard refuted (foca clears a suspicion only on the
+/// refutation, so a member that missed it would hold a live member suspect until that
+/// member happened to talk to it directly).
+const SYNC_PERIOD: Duration = Duration::from_secs(15);
+
+/// How long a pulled member's reply is awaited.
+const SYNC_WINDOW: Duration = Duration::from_secs(2);
+
 /// How many times a newcomer asks its seeds for their state before it leaves the rest to
 /// foca's probes and periodic announces.
 const SYNC_TRIES: u32 = 10;
@@ -233,6 +243,8 @@ impl Membership {
             raw_out: Vec::new(),
             sync_tries: 0,
             synced: false,
+            pulls: Vec::new(),
+            pull_rng: StdRng::seed_from_u64(seed.wrapping_add(2)),
             pending: Vec::new(),
             last_publish: None,
             publish_due: None,
@@ -382,6 +394,9 @@ struct Driver {
     /// Sync requests sent so far, and whether a seed has answered one.
     sync_tries: u32,
     synced: bool,
+    /// Periodic pulls awaiting replies: from whom, until when.
+    pulls: Vec<(SocketAddr, Instant)>,
+    pull_rng: StdRng,
     /// foca's notifications not yet published as events (see [`VIEW_INTERVAL`]).
     pending: Vec<OwnedNotification<NodeId>>,
     /// When the view was last published, and when a held-back change is due.
@@ -403,6 +418,9 @@ impl Driver {
         self.request_sync();
         self.flush();
         let mut reannounce = tokio::time::interval_at(Instant::now() + REANNOUNCE, REANNOUNCE);
+        // Members started together should not all pull at once.
+        let offset = SYNC_PERIOD.mul_f64(self.pull_rng.random_range(0.5..1.5));
+        let mut pull = tokio::time::interval_at(Instant::now() + offset, SYNC_PERIOD);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -458,6 +476,7 @@ impl Driver {
                 () = sleep_until(self.check_due.unwrap_or_else(Instant::now)), if self.check_due.is_some() => {
                     self.check();
                 }
+                _ = pull.tick() => self.pull(),
                 _ = reannounce.tick() => {
                     if self.foca.num_members() == 0 {
                         self.announce_to_seeds();
@@ -514,10 +533,36 @@ impl Driver {
         }
     }
 
+    /// Asks one random active member for its state (see [`SYNC_PERIOD`]).
+    fn pull(&mut self) {
+        let now = Instant::now();
+        self.pulls.retain(|(_, until)| *until > now);
+        let active = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != foca::State::Down)
+            .count();
+        if active == 0 {
+            return;
+        }
+        let pick = self.pull_rng.random_range(0..active);
+        let Some(to) = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != foca::State::Down)
+            .nth(pick)
+            .map(|m| m.id().addr)
+        else {
+            return;
+        };
+        self.pulls.push((to, now + SYNC_WINDOW));
+        self.raw_out.push((to, sync::encode_request()));
+    }
+
     /// A sync datagram: a request is answered (only for a known, active member, so a forged
     /// source address cannot turn one small datagram into a stream of large ones towards a
-    /// stranger); a reply is accepted only from a seed, and only its active members are
-    /// applied, without re-broadcasting them.
+    /// stranger); a reply is accepted only from a seed or a member pulled within the last
+    /// [`SYNC_WINDOW`], and only its active members are applied, without re-broadcasting.
     fn handle_sync(&mut self, data: &[u8], from: SocketAddr) {
         let message = match sync::decode(data) {
             Ok(message) => message,
@@ -544,9 +589,9 @@ impl Driver {
                 }
             }
             sync::SyncMessage::Reply(members) => {
-                if !self.seeds.contains(&from) {
+                if !sync::accepts_reply(from, &self.seeds, &self.pulls, Instant::now()) {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%from, "sync reply from a non-seed ignored");
+                    tracing::debug!(%from, "unasked-for sync reply ignored");
                     return;
                 }
                 self.synced = true;

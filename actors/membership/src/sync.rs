@@ -9,11 +9,15 @@
 //! to each seed right after the announce, answered by as many [`SyncMessage::Reply`] datagrams
 //! as the seed's active members need, which the newcomer hands to foca
 //! ([`foca::Foca::apply_many`], without re-broadcasting: the cluster knows them already).
+//! Every member also pulls one random member's state every 15 s, which repairs what the
+//! gossip missed (memberlist's periodic push/pull, pull only).
 //!
 //! Sync datagrams carry their own two-byte tag ([`SYNC_MAGIC`]) so the driver tells them
 //! from foca's packets before decoding anything; an older drover (or anything else) rejects
 //! them as it rejects any datagram without its own magic. This module only encodes and
 //! decodes; who is answered and whose replies are accepted is the driver's business.
+
+use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut};
 use foca::{Codec, Member, PostcardCodec, State};
@@ -120,6 +124,18 @@ pub fn encode_replies<'a>(
 fn finish(mut datagram: Vec<u8>, count: u16) -> Vec<u8> {
     datagram[SYNC_MAGIC.len() + 1..REPLY_HEADER].copy_from_slice(&count.to_be_bytes());
     datagram
+}
+
+/// Whether a reply from `from` is one this member asked for: from one of its seeds (asked
+/// at start), or from a member it pulled whose window (`pulls`: address, deadline) is
+/// still open at `now`. Anything else is a stranger's list of members, and refused.
+pub fn accepts_reply<I: PartialOrd + Copy>(
+    from: SocketAddr,
+    seeds: &[SocketAddr],
+    pulls: &[(SocketAddr, I)],
+    now: I,
+) -> bool {
+    seeds.contains(&from) || pulls.iter().any(|(a, until)| *a == from && *until > now)
 }
 
 /// Decodes a sync datagram; every identity in a reply is validated as a local one would be.

@@ -144,3 +144,28 @@ fn replies_split_at_the_packet_size_and_skip_down_members() {
     assert!(encode_replies(&[], 1400).is_empty());
     assert!(encode_replies(&members, 20).is_empty());
 }
+
+#[test]
+fn replies_are_accepted_only_when_asked_for() {
+    let a = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let seeds = [a(1), a(2)];
+    let pulls = [(a(3), 10u32), (a(4), 5)];
+    // (from, now, accepted)
+    let table = [
+        (a(1), 100, true), // a seed, any time
+        (a(2), 0, true),   // the other seed
+        (a(3), 9, true),   // pulled, window open
+        (a(3), 10, false), // pulled, window closed
+        (a(4), 4, true),   // pulled
+        (a(4), 6, false),  // too late
+        (a(5), 0, false),  // never asked
+    ];
+    for (from, now, expected) in table {
+        assert_eq!(
+            accepts_reply(from, &seeds, &pulls, now),
+            expected,
+            "{from} at {now}"
+        );
+    }
+    assert!(!accepts_reply(a(1), &[], &[], 0));
+}
