@@ -200,9 +200,18 @@ async fn a_restarted_member_rejoins_under_a_renewed_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_member_of_a_large_cluster_relearns_everyone_from_its_seed() {
     const N: usize = 80;
-    let big = |i: usize, bind: SocketAddr, seeds: Vec<SocketAddr>| MembershipConfig {
-        timing: timing(N as u32, Profile::Fast),
-        ..config(i, bind, seeds)
+    // Slower probes than Fast (500 ms): the probe round-robin, which is what the restarted
+    // member would otherwise wait for, takes 40 s here, far from the 10 s guard below; and
+    // 80 debug-built members forming at once stay clear of false suspicions.
+    let big = |i: usize, bind: SocketAddr, seeds: Vec<SocketAddr>| {
+        let mut timing = timing(N as u32, Profile::Fast);
+        timing.probe_period = Duration::from_millis(500);
+        timing.probe_rtt = Duration::from_millis(200);
+        timing.suspect_to_down_after = Duration::from_millis(1500);
+        MembershipConfig {
+            timing,
+            ..config(i, bind, seeds)
+        }
     };
     let mut members: Vec<Membership> = Vec::new();
     for i in 0..N {
@@ -229,7 +238,7 @@ async fn a_restarted_member_of_a_large_cluster_relearns_everyone_from_its_seed()
         .await
         .unwrap();
     assert!(restarted.identity().bump > old_bump);
-    // Well under the 16 s (80 members x 200 ms) a probe round-robin would take.
+    // Well under the 40 s (80 members x 500 ms) a probe round-robin would take.
     let guard = Duration::from_secs(10);
     wait_view(&restarted, guard, "every member alive", all_alive).await;
     for m in &members {
