@@ -19,6 +19,11 @@
 
 mod common;
 
+/// [`common::poll_until`] with this test's guard.
+async fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(what, GUARD, f).await
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -169,17 +174,6 @@ fn is_down(node: &Value) -> bool {
     tainted || unreachable
 }
 
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// `drover members` (through the gateway) as name -> status.
 fn members(kc: &str) -> BTreeMap<String, String> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
@@ -233,6 +227,51 @@ fn assert_one_identity(shared: &Path) -> usize {
         }
     }
     lives.len()
+}
+
+/// After `node` was cut off (`how`): it is declared down, `db-0` runs elsewhere, the web
+/// pods run off it, and `instances` db-0 instances have run, never two at once. Returns
+/// db-0's new node.
+async fn node_fails_over(
+    kc: &str,
+    shared: &Path,
+    node: &str,
+    how: &str,
+    instances: usize,
+) -> String {
+    let cut = Instant::now();
+    wait_until(&format!("{node} declared down ({how})"), || {
+        is_down(&node_json(kc, node)).then_some(())
+    })
+    .await;
+    eprintln!("{how}: {node} declared down after {:?}", cut.elapsed());
+    let db_home = wait_until(&format!("db-0 running off {node}"), || {
+        db_node(kc).filter(|n| n != node)
+    })
+    .await;
+    eprintln!("{how}: db-0 running on {db_home} after {:?}", cut.elapsed());
+    wait_until(&format!("web pods running off {node}"), || {
+        web_placement(kc, Some(node))
+    })
+    .await;
+    // Let the new instance write a while, then check the lifetimes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(assert_one_identity(shared), instances, "{how}");
+    db_home
+}
+
+/// After `node` is reachable again: no longer down, and its agent has stopped and removed
+/// its stale pods (the evicted web pods, the replaced db-0).
+async fn node_comes_back(kc: &str, shared: &Path, node: &str, instances: usize) {
+    wait_until(&format!("{node} back"), || {
+        (!is_down(&node_json(kc, node))).then_some(())
+    })
+    .await;
+    wait_until(&format!("no pods left on {node}"), || {
+        pods(kc).iter().all(|p| node_of(p) != node).then_some(())
+    })
+    .await;
+    assert_eq!(assert_one_identity(shared), instances, "{node} back");
 }
 
 fn manifests(dir: &Path, shared: &Path) -> PathBuf {
@@ -320,10 +359,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
     let kc = kubeconfig.as_str();
     let nats = format!("nats://{HOST_IP}:{nats_port}");
 
-    let archive = dir.path().join("busybox.tar");
-    let spec =
-        drover_node::image::busybox_image(IMAGE, Path::new("/bin/busybox"), APPLETS).unwrap();
-    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
+    let archive = common::busybox_archive(dir.path(), IMAGE, APPLETS);
 
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..NODES {
@@ -333,14 +369,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
         agent
             .wait_for(&format!("node {} ready", node_name(i)))
             .await;
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(["image", "import"])
-            .arg(&archive)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "drover image import: {out:?}");
+        common::import_image(&archive, &data);
         nodes.push(Node {
             agent: Some(agent),
             data,
@@ -348,7 +377,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
         });
     }
     // Everyone sees everyone: the control plane's view has the 3 nodes alive.
-    wait_for("3 nodes alive in drover members", || {
+    wait_until("3 nodes alive in drover members", || {
         let m = members(kc);
         ((0..NODES).all(|i| m.get(&node_name(i)).map(String::as_str) == Some("alive")))
             .then_some(())
@@ -361,7 +390,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
         kc,
         &["rollout", "status", "deployment/web", "--timeout=120s"],
     );
-    let db_home = wait_for("db-0 running", || db_node(kc)).await;
+    let db_home = wait_until("db-0 running", || db_node(kc)).await;
 
     // 1. 5% loss on every node for a minute: nobody is declared down. Besides polling,
     // each node's GossipReachable condition must not have moved at all (a down and back
@@ -378,7 +407,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
             })
             .collect()
     };
-    let before_soak = wait_for("GossipReachable=True on every node", || {
+    let before_soak = wait_until("GossipReachable=True on every node", || {
         let t = transitions(kc);
         t.iter().all(|c| c.starts_with("\"True\"@")).then_some(t)
     })
@@ -408,44 +437,11 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
 
     // 2. Partition the node running db-0.
     let victim: usize = db_home.strip_prefix("node-").unwrap().parse().unwrap();
-    let before = assert_one_identity(&shared);
-    assert_eq!(before, 1, "one db-0 instance before the partition");
+    assert_eq!(assert_one_identity(&shared), 1, "one db-0 instance before");
     fabric.partition(victim);
-    let cut = Instant::now();
-    wait_for("the partitioned node declared down", || {
-        is_down(&node_json(kc, &db_home)).then_some(())
-    })
-    .await;
-    eprintln!(
-        "partition: {db_home} declared down after {:?}",
-        cut.elapsed()
-    );
-    let new_home = wait_for("db-0 running on another node", || {
-        db_node(kc).filter(|n| *n != db_home)
-    })
-    .await;
-    eprintln!(
-        "partition: db-0 running on {new_home} after {:?}",
-        cut.elapsed()
-    );
-    wait_for("web pods replaced off the partitioned node", || {
-        web_placement(kc, Some(&db_home))
-    })
-    .await;
-    // Let the new instance write a while, then check the lifetimes.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(assert_one_identity(&shared), 2, "old and new db-0 instance");
+    node_fails_over(kc, &shared, &db_home, "partition", 2).await;
     fabric.heal(victim);
-    wait_for("the healed node back", || {
-        (!is_down(&node_json(kc, &db_home))).then_some(())
-    })
-    .await;
-    // Its stale pods (terminating web pods) are stopped and removed by its agent.
-    wait_for("no pods left on the healed node", || {
-        pods(kc).iter().all(|p| node_of(p) != db_home).then_some(())
-    })
-    .await;
-    assert_eq!(assert_one_identity(&shared), 2, "after the heal");
+    node_comes_back(kc, &shared, &db_home, 2).await;
 
     // 3. SIGSTOP of the agent now running db-0 (a gray failure): the frozen agent cannot
     // fence, its fence guard does; the node is declared down, db-0 and the web pods run
@@ -453,43 +449,10 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
     let frozen_name = db_node(kc).unwrap();
     let frozen: usize = frozen_name.strip_prefix("node-").unwrap().parse().unwrap();
     let pid = nodes[frozen].agent.as_ref().unwrap().pid();
-    let stop = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    wait_for("the frozen node declared down", || {
-        is_down(&node_json(kc, &frozen_name)).then_some(())
-    })
-    .await;
-    eprintln!(
-        "SIGSTOP: {frozen_name} declared down after {:?}",
-        stop.elapsed()
-    );
-    let db_home = wait_for("db-0 running off the frozen node", || {
-        db_node(kc).filter(|n| *n != frozen_name)
-    })
-    .await;
-    eprintln!(
-        "SIGSTOP: db-0 running on {db_home} after {:?}",
-        stop.elapsed()
-    );
-    wait_for("web pods running off the frozen node", || {
-        web_placement(kc, Some(&frozen_name))
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(assert_one_identity(&shared), 3, "a third db-0 instance");
+    let db_home = node_fails_over(kc, &shared, &frozen_name, "SIGSTOP", 3).await;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    wait_for("the resumed node back", || {
-        (!is_down(&node_json(kc, &frozen_name))).then_some(())
-    })
-    .await;
-    wait_for("the resumed node's stale pods stopped", || {
-        pods(kc)
-            .iter()
-            .all(|p| node_of(p) != frozen_name)
-            .then_some(())
-    })
-    .await;
-    assert_eq!(assert_one_identity(&shared), 3, "after SIGCONT");
+    node_comes_back(kc, &shared, &frozen_name, 3).await;
 
     // 4. kill -9 of a node's whole process tree: agent, containerd, fence guard, shims and
     // containers.
@@ -500,7 +463,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
     let kill = Instant::now();
     agent.kill9_tree().await;
     drover_node::host::purge(&ContainerdPaths::new(&nodes[doomed].data));
-    wait_for("web pods running off the killed node", || {
+    wait_until("web pods running off the killed node", || {
         web_placement(kc, Some(&node_name(doomed)))
     })
     .await;

@@ -6,12 +6,13 @@
 //!
 //! Then node 1's agent stops (it leaves the gossip): node 0 marks it down and keeps its
 //! route, and node 1 keeps its own, so the pods (which outlive their agent) still talk
-//! both ways. See `drover_node::routes` for why.
+//! both ways (see `drover_node::routes` for why). A new agent on node 1 adopts the
+//! routes and rejoins.
 
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Purge, Up, ok};
 use drover_node::containerd::ContainerdPaths;
@@ -76,19 +77,12 @@ fn spawn_agent(fabric: &Fabric, i: usize, nats: &str, data: &Path) -> Up {
 /// Imports the busybox image into the node's containerd.
 fn import_busybox(dir: &Path, node_data: &Path) {
     let archive = dir.join("busybox.tar");
-    if !archive.exists() {
-        let spec =
-            drover_node::image::busybox_image(IMAGE, Path::new("/bin/busybox"), APPLETS).unwrap();
-        drover_node::image::write_oci_archive(&spec, &archive).unwrap();
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(node_data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "drover image import: {out:?}");
+    let archive = if archive.exists() {
+        archive
+    } else {
+        common::busybox_archive(dir, IMAGE, APPLETS)
+    };
+    common::import_image(&archive, node_data);
 }
 
 /// A pod pinned to `node` serving `/cgi-bin/ip`: the client's address as the server
@@ -119,31 +113,33 @@ fn pod(name: &str, node: &str) -> serde_json::Value {
     })
 }
 
-/// Polls `f` until it returns `Some`, or panics after [`GUARD`].
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// [`common::poll_until`] with this test's guard.
+async fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(what, GUARD, f).await
 }
 
 /// From pod `client`, GETs `/cgi-bin/ip` of `server_ip`: the client address the server
 /// saw, once the request goes through.
 async fn remote_addr_seen(kc: &str, client: &str, server_ip: &str) -> String {
     let url = format!("http://{server_ip}:8080/cgi-bin/ip");
-    wait_for(&format!("{client} reaching {url}"), || {
+    wait_until(&format!("{client} reaching {url}"), || {
         let (code, out, _) = common::kubectl(
             kc,
             // busybox 1.35's `wget -T` crashes; `timeout` bounds a dropped connection.
             &["exec", client, "--", "timeout", "5", "wget", "-qO-", &url],
         );
-        (code == 0).then(|| out.trim().to_string())
+        (code == 0).then(|| ipv4_of(out.trim()))
     })
     .await
+}
+
+/// busybox httpd listens on IPv6 too and prints an IPv4 client as `[::ffff:a.b.c.d]`.
+fn ipv4_of(remote_addr: &str) -> String {
+    remote_addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_string()
 }
 
 /// The drover routes in a node's namespace (`ip route show proto 157`).
@@ -221,7 +217,7 @@ async fn scenario(fabric: &Fabric) {
     for i in 0..2 {
         let want = format!("{} via {}", cidrs[1 - i], fabric.node(1 - i).ip());
         let node = fabric.node(i);
-        let routes = wait_for(&format!("node-{i} routing {want}"), || {
+        let routes = wait_until(&format!("node-{i} routing {want}"), || {
             let routes = routes_in(node);
             routes.contains(&want).then_some(routes)
         })
@@ -272,6 +268,14 @@ async fn scenario(fabric: &Fabric) {
     let want1 = format!("{} via {}", cidrs[0], fabric.node(0).ip());
     assert!(routes_in(fabric.node(1)).contains(&want1));
     assert_eq!(remote_addr_seen(kc, "a", &ip_b).await, ip_a);
+
+    // Node 1's next agent adopts its routes (protocol 157) and rejoins; exec through it
+    // works again, and its pod still reaches node 0's.
+    let mut agent1 = spawn_agent(fabric, 1, &nats, &data[1]);
+    agent1.wait_for("node node-1 ready").await;
+    agents.push(agent1);
+    assert!(routes_in(fabric.node(1)).contains(&want1));
+    assert_eq!(remote_addr_seen(kc, "b", &ip_a).await, ip_b);
 
     // The pods go with their containerds (Purge), the nodes with the fabric.
     for agent in agents {

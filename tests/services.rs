@@ -15,13 +15,18 @@
 
 mod common;
 
+/// [`common::poll_until`] with this test's guard.
+async fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(what, GUARD, f).await
+}
+
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Purge, Up, kubectl, ok};
 use drover_node::containerd::ContainerdPaths;
@@ -148,18 +153,6 @@ fn get(addr: SocketAddr) -> std::io::Result<String> {
         return Err(std::io::Error::other(format!("bad response {out:?}")));
     }
     Ok(body)
-}
-
-/// Polls `f` until it returns `Some`, or panics after [`GUARD`].
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(started.elapsed() < GUARD, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A client that opens a new connection for every request, as fast as it can, until
@@ -407,18 +400,8 @@ async fn scenario(fixture: &Fixture) {
     );
     assert_eq!(dns_ip, "10.96.0.10");
 
-    let archive = dir.path().join("busybox.tar");
-    let spec =
-        drover_node::image::busybox_image(IMAGE, Path::new("/bin/busybox"), APPLETS).unwrap();
-    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(&node_data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "drover image import: {out:?}");
+    let archive = common::busybox_archive(dir.path(), IMAGE, APPLETS);
+    common::import_image(&archive, &node_data);
 
     let manifest = manifests(dir.path());
     ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
@@ -438,7 +421,7 @@ async fn scenario(fixture: &Fixture) {
 
     // ClusterIP over TCP from the node: every request answered, by more than one pod.
     let web = vip(kc, "web");
-    let hosts = wait_for("the web VIP answering from 3 pods", || {
+    let hosts = wait_until("the web VIP answering from 3 pods", || {
         let mut hosts = BTreeSet::new();
         for _ in 0..30 {
             hosts.insert(get(web).ok()?);
@@ -516,7 +499,7 @@ async fn scenario(fixture: &Fixture) {
         fixture.cgroup.previous().unwrap().display(),
         fixture.outside
     );
-    let from_outside = wait_for("the nodePort answering from outside", || {
+    let from_outside = wait_until("the nodePort answering from outside", || {
         let out = std::process::Command::new("sh")
             .args(["-c", &outside_get])
             .output()
@@ -552,7 +535,7 @@ async fn scenario(fixture: &Fixture) {
     )
     .unwrap();
     ok(kc, &["apply", "-f", split.to_str().unwrap()]);
-    wait_for("the canary answering through web", || {
+    wait_until("the canary answering through web", || {
         (0..50)
             .any(|_| get(web).is_ok_and(|h| h.starts_with("canary-")))
             .then_some(())
@@ -580,7 +563,7 @@ async fn scenario(fixture: &Fixture) {
         kc,
         &["rollout", "status", "deployment/web", "--timeout=120s"],
     );
-    let new_ips = wait_for("the old pods gone", || {
+    let new_ips = wait_until("the old pods gone", || {
         let ips = web_pod_ips(kc);
         (ips.len() == 3).then_some(ips)
     })
@@ -614,7 +597,7 @@ async fn scenario(fixture: &Fixture) {
 
     // Scaled to zero: the VIP refuses at once instead of hanging.
     ok(kc, &["scale", "deployment/web", "--replicas=0"]);
-    let err = wait_for(
+    let err = wait_until(
         "connection refused on the empty VIP",
         || match TcpStream::connect_timeout(&web, Duration::from_secs(10)) {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(e),

@@ -225,6 +225,41 @@ fn children_of(parent: i32) -> Vec<i32> {
     out
 }
 
+/// Polls `f` every 200 ms until it returns `Some`, or panics after `guard` (a failure
+/// guard, never a timing assertion).
+pub async fn poll_until<T>(what: &str, guard: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(started.elapsed() < guard, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Writes a busybox image `image` with `applets` as an OCI archive in `dir`; its path.
+pub fn busybox_archive(dir: &std::path::Path, image: &str, applets: &[&str]) -> std::path::PathBuf {
+    let archive = dir.join("busybox.tar");
+    let spec =
+        drover_node::image::busybox_image(image, std::path::Path::new("/bin/busybox"), applets)
+            .expect("busybox-static at /bin/busybox (scripts/setup)");
+    drover_node::image::write_oci_archive(&spec, &archive).unwrap();
+    archive
+}
+
+/// `drover image import <archive> --data-dir <node data>`: into that node's containerd.
+pub fn import_image(archive: &std::path::Path, node_data: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["image", "import"])
+        .arg(archive)
+        .arg("--data-dir")
+        .arg(node_data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drover image import: {out:?}");
+}
+
 /// Runs kubectl with `kubeconfig`: (exit code, stdout, stderr).
 pub fn kubectl(kubeconfig: &str, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new("kubectl")

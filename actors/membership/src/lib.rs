@@ -10,6 +10,7 @@
 
 pub mod events;
 pub mod identity;
+pub mod sync;
 pub mod timing;
 
 use std::cmp::Reverse;
@@ -146,19 +147,45 @@ impl std::fmt::Debug for Membership {
 /// How many events a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_BUFFER: usize = 4096;
 
-/// How often a member that knows nobody re-announces to its seeds.
+/// How often a member that knows nobody re-announces to its seeds (and one that has not
+/// heard a seed's sync reply asks again).
 const REANNOUNCE: Duration = Duration::from_secs(1);
+
+/// How often a member pulls one random member's state (memberlist's push/pull runs every
+/// 30 s). It repairs what the gossip missed: a join a member never heard of, and a
+/// refuted suspicion it never heard refuted (foca clears a suspicion only on the
+/// refutation, so a member that missed it would hold a live member suspect until that
+/// member happened to talk to it directly).
+const SYNC_PERIOD: Duration = Duration::from_secs(15);
+
+/// How long a pulled member's reply is awaited.
+const SYNC_WINDOW: Duration = Duration::from_secs(2);
+
+/// How many times a newcomer asks its seeds for their state before it leaves the rest to
+/// foca's probes and periodic announces.
+const SYNC_TRIES: u32 = 10;
+
+/// The least time between two publications of the member view. Building the view clones
+/// every member (a few allocations each) and sorts them; when a large cluster forms, every
+/// member learns of others many times a second, and rebuilding on each would cost more than
+/// the protocol. A change after a quiet spell is published at once; a burst waits at most
+/// this long, events included (they follow the view they describe).
+const VIEW_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Membership {
     /// Binds the socket, announces to the seeds and starts gossiping.
     pub async fn start(config: MembershipConfig) -> Result<Membership, Error> {
         check_probability(config.drop_outgoing)?;
-        let socket = UdpSocket::bind(config.bind)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let bind_error = |source| Error::Bind {
+            addr: config.bind,
+            source,
+        };
+        // One socket, two handles: tokio's for receiving, a non-blocking std clone for
+        // sending (see `Driver::send`).
+        let std_socket = std::net::UdpSocket::bind(config.bind).map_err(bind_error)?;
+        std_socket.set_nonblocking(true).map_err(bind_error)?;
+        let sender = std_socket.try_clone().map_err(bind_error)?;
+        let socket = UdpSocket::from_std(std_socket).map_err(bind_error)?;
         let local = socket.local_addr().map_err(|source| Error::Bind {
             addr: config.bind,
             source,
@@ -203,6 +230,7 @@ impl Membership {
             foca,
             runtime: AccumulatingRuntime::new(),
             socket,
+            sender,
             timers: BinaryHeap::new(),
             drop_outgoing: config.drop_outgoing,
             loss_rng: StdRng::seed_from_u64(seed.wrapping_add(1)),
@@ -212,6 +240,17 @@ impl Membership {
             counters: counters.clone(),
             seeds,
             seen: Vec::new(),
+            raw_out: Vec::new(),
+            sync_tries: 0,
+            synced: false,
+            pulls: Vec::new(),
+            pull_rng: StdRng::seed_from_u64(seed.wrapping_add(2)),
+            pending: Vec::new(),
+            last_publish: None,
+            publish_due: None,
+            check_due: None,
+            last_check: None,
+            max_packet: config.timing.max_packet_size.get(),
         };
         let task = tokio::spawn(driver.run(commands_rx));
         Ok(Membership {
@@ -337,6 +376,8 @@ struct Driver {
     foca: Foca<NodeId, WireCodec, StdRng, NoCustomBroadcast>,
     runtime: AccumulatingRuntime<NodeId>,
     socket: UdpSocket,
+    /// The same socket, non-blocking, for sending.
+    sender: std::net::UdpSocket,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     /// Probability of dropping an outgoing datagram, and the RNG that decides.
     drop_outgoing: f64,
@@ -348,6 +389,24 @@ struct Driver {
     seeds: Vec<SocketAddr>,
     /// What the published view was built from (see `changed`).
     seen: Vec<(SocketAddr, u64, MemberState)>,
+    /// Datagrams of drover's own (sync) to send with foca's in the next flush.
+    raw_out: Vec<(SocketAddr, Vec<u8>)>,
+    /// Sync requests sent so far, and whether a seed has answered one.
+    sync_tries: u32,
+    synced: bool,
+    /// Periodic pulls awaiting replies: from whom, until when.
+    pulls: Vec<(SocketAddr, Instant)>,
+    pull_rng: StdRng,
+    /// foca's notifications not yet published as events (see [`VIEW_INTERVAL`]).
+    pending: Vec<OwnedNotification<NodeId>>,
+    /// When the view was last published, and when a held-back change is due.
+    last_publish: Option<Instant>,
+    publish_due: Option<Instant>,
+    /// When to look for changes foca did not notify (see [`Driver::check`]).
+    check_due: Option<Instant>,
+    last_check: Option<Instant>,
+    /// foca's packet size limit, which sync datagrams keep to as well.
+    max_packet: usize,
 }
 
 impl Driver {
@@ -356,8 +415,12 @@ impl Driver {
         // rather than parse a truncated prefix.
         let mut buf = vec![0u8; 65_536];
         self.announce_to_seeds();
-        self.flush().await;
+        self.request_sync();
+        self.flush();
         let mut reannounce = tokio::time::interval_at(Instant::now() + REANNOUNCE, REANNOUNCE);
+        // Members started together should not all pull at once.
+        let offset = SYNC_PERIOD.mul_f64(self.pull_rng.random_range(0.5..1.5));
+        let mut pull = tokio::time::interval_at(Instant::now() + offset, SYNC_PERIOD);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -366,14 +429,14 @@ impl Driver {
                         if let Err(error) = self.foca.leave_cluster(&mut self.runtime) {
                             tracing::warn!(%error, "leaving the cluster");
                         }
-                        self.flush().await;
+                        self.flush();
                         let _ = done.send(());
                         return;
                     }
                     Some(Command::SetMetadata(meta, done)) => {
                         let result = self.set_metadata(meta);
                         // Published before the caller hears back: identity() is the new one.
-                        self.flush().await;
+                        self.flush();
                         let _ = done.send(result);
                     }
                     Some(Command::SetDropOutgoing(p, done)) => {
@@ -386,7 +449,9 @@ impl Driver {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => {
                         self.counters.received.fetch_add(1, Ordering::Relaxed);
-                        if let Err(error) = self.foca.handle_data(&buf[..len], &mut self.runtime) {
+                        if sync::is_sync(&buf[..len]) {
+                            self.handle_sync(&buf[..len], from);
+                        } else if let Err(error) = self.foca.handle_data(&buf[..len], &mut self.runtime) {
                             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%from, %error, len, "gossip datagram refused");
                         }
@@ -405,13 +470,28 @@ impl Driver {
                         }
                     }
                 }
+                () = sleep_until(self.publish_due.unwrap_or_else(Instant::now)), if self.publish_due.is_some() => {
+                    self.publish();
+                }
+                () = sleep_until(self.check_due.unwrap_or_else(Instant::now)), if self.check_due.is_some() => {
+                    self.check();
+                }
+                _ = pull.tick() => self.pull(),
                 _ = reannounce.tick() => {
                     if self.foca.num_members() == 0 {
                         self.announce_to_seeds();
                     }
+                    if !self.synced && self.sync_tries < SYNC_TRIES {
+                        // The seed answers only members it knows: the announce may have
+                        // been lost, so it goes again with the request.
+                        if self.foca.num_members() != 0 {
+                            self.announce_to_seeds();
+                        }
+                        self.request_sync();
+                    }
                 }
             }
-            self.flush().await;
+            self.flush();
         }
     }
 
@@ -440,21 +520,123 @@ impl Driver {
         }
     }
 
-    /// Carries out what foca asked for: sends, timers, notifications; then refreshes the view.
-    async fn flush(&mut self) {
-        while let Some((to, data)) = self.runtime.to_send() {
-            if self.drop_outgoing > 0.0 && self.loss_rng.random_bool(self.drop_outgoing) {
-                self.counters
-                    .dropped_outgoing
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
+    /// Asks every seed for its members (see [`sync`]); a member without seeds has nobody
+    /// to ask and counts as synced.
+    fn request_sync(&mut self) {
+        if self.seeds.is_empty() {
+            self.synced = true;
+            return;
+        }
+        self.sync_tries += 1;
+        for seed in &self.seeds {
+            self.raw_out.push((*seed, sync::encode_request()));
+        }
+    }
+
+    /// Asks one random active member for its state (see [`SYNC_PERIOD`]).
+    fn pull(&mut self) {
+        let now = Instant::now();
+        self.pulls.retain(|(_, until)| *until > now);
+        let active = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != foca::State::Down)
+            .count();
+        if active == 0 {
+            return;
+        }
+        let pick = self.pull_rng.random_range(0..active);
+        let Some(to) = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != foca::State::Down)
+            .nth(pick)
+            .map(|m| m.id().addr)
+        else {
+            return;
+        };
+        self.pulls.push((to, now + SYNC_WINDOW));
+        self.raw_out.push((to, sync::encode_request()));
+    }
+
+    /// A sync datagram: a request is answered (only for a known, active member, so a forged
+    /// source address cannot turn one small datagram into a stream of large ones towards a
+    /// stranger); a reply is accepted only from a seed or a member pulled within the last
+    /// [`SYNC_WINDOW`], and only its active members are applied, without re-broadcasting.
+    fn handle_sync(&mut self, data: &[u8], from: SocketAddr) {
+        let message = match sync::decode(data) {
+            Ok(message) => message,
+            Err(error) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, %error, "sync datagram refused");
+                return;
             }
-            match self.socket.send_to(&data, to.addr).await {
-                Ok(_) => {
-                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        };
+        match message {
+            sync::SyncMessage::Request => {
+                let known = self
+                    .foca
+                    .iter_membership_state()
+                    .any(|m| m.id().addr == from && m.state() != foca::State::Down);
+                if !known {
+                    tracing::debug!(%from, "sync request from a stranger ignored");
+                    return;
                 }
-                Err(error) => tracing::debug!(to = %to.addr, %error, "gossip send"),
+                for datagram in
+                    sync::encode_replies(self.foca.iter_membership_state(), self.max_packet)
+                {
+                    self.raw_out.push((from, datagram));
+                }
             }
+            sync::SyncMessage::Reply(members) => {
+                if !sync::accepts_reply(from, &self.seeds, &self.pulls, Instant::now()) {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "unasked-for sync reply ignored");
+                    return;
+                }
+                self.synced = true;
+                if let Err(error) =
+                    self.foca
+                        .apply_many(members.into_iter(), false, &mut self.runtime)
+                {
+                    tracing::debug!(%from, %error, "applying a sync reply");
+                }
+            }
+        }
+    }
+
+    /// Sends one datagram, unless the loss injection drops it. Never waits: when the socket
+    /// cannot take the datagram now (on Linux a UDP sender's buffer holds its datagrams
+    /// until the receivers read them, so a few slow receivers fill it) the datagram is
+    /// dropped, as the network would drop it. Waiting instead would stop this member from
+    /// reading its own socket and answering probes, and on a loaded host one slow member
+    /// would stall its senders, theirs, and so on: a suspicion storm. The send goes
+    /// through the std handle because tokio's `try_send_to` answers `WouldBlock` from its
+    /// cached readiness, without asking the kernel, until its reactor has seen the socket
+    /// writable, which dropped a new member's first probes.
+    fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        if self.drop_outgoing > 0.0 && self.loss_rng.random_bool(self.drop_outgoing) {
+            self.counters
+                .dropped_outgoing
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.sender.send_to(data, to) {
+            Ok(_) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => tracing::debug!(%to, %error, "gossip send"),
+        }
+    }
+
+    /// Carries out what foca asked for: sends, timers, notifications; then publishes the
+    /// view and the events, or schedules that (see [`VIEW_INTERVAL`]).
+    fn flush(&mut self) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            self.send(to.addr, &data);
+        }
+        for (to, data) in std::mem::take(&mut self.raw_out) {
+            self.send(to, &data);
         }
         let now = Instant::now();
         while let Some((after, timer)) = self.runtime.to_schedule() {
@@ -463,7 +645,6 @@ impl Driver {
                 self.timers.push(Reverse((at, timer)));
             }
         }
-        let mut batch = Vec::new();
         while let Some(note) = self.runtime.to_notify() {
             match &note {
                 OwnedNotification::Defunct => {
@@ -474,12 +655,9 @@ impl Driver {
                 }
                 _ => {}
             }
-            batch.push(note);
+            self.pending.push(note);
         }
-        if batch.is_empty() && !self.changed() {
-            return;
-        }
-        self.seen = self.fingerprint().collect();
+        // Our own identity at once: set_metadata's caller reads it when we answer.
         let me = self.foca.identity();
         self.me.send_if_modified(|current| {
             let changed = current != me;
@@ -488,22 +666,65 @@ impl Driver {
             }
             changed
         });
-        let members = self.snapshot();
+        // Already due: nothing to decide.
+        if self.publish_due.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        if self.pending.is_empty() {
+            // No notification, but a member may have turned suspect (foca does not notify
+            // that): walking every member after each datagram would cost a large cluster
+            // more than the protocol, so the walk waits for the next view slot.
+            if self.check_due.is_none() {
+                let after_last = self.last_check.map_or(now, |at| at + VIEW_INTERVAL);
+                self.check_due = Some(self.next_slot().max(after_last).max(now));
+            }
+            return;
+        }
+        match self.next_slot() {
+            due if due > now => self.publish_due = Some(due),
+            _ => self.publish(),
+        }
+    }
+
+    /// The earliest time the view may be published again.
+    fn next_slot(&self) -> Instant {
+        self.last_publish
+            .map_or_else(Instant::now, |at| at + VIEW_INTERVAL)
+    }
+
+    /// The check [`Driver::flush`] deferred: publishes if the members changed.
+    fn check(&mut self) {
+        self.check_due = None;
+        self.last_check = Some(Instant::now());
+        if self.publish_due.is_none() && self.changed() {
+            self.publish();
+        }
+    }
+
+    /// Publishes the member view, then the events of the notifications behind it.
+    fn publish(&mut self) {
+        self.publish_due = None;
+        self.check_due = None;
+        self.last_publish = Some(Instant::now());
+        self.seen = self.fingerprint().collect();
+        let members = Arc::new(self.snapshot());
         // The view first: a subscriber that reacts to an event finds it in members().
         self.view.send_if_modified(|view| {
-            if view.as_slice() == members.as_slice() {
+            if **view == *members {
                 false
             } else {
-                *view = Arc::new(members.clone());
+                *view = members.clone();
                 true
             }
         });
+        let batch = std::mem::take(&mut self.pending);
         if !batch.is_empty() {
             let state_of = |id: &NodeId| {
                 members
-                    .iter()
-                    .find(|m| m.addr == id.addr && m.name == id.name)
-                    .map(|m| m.state)
+                    .binary_search_by(|m| m.name.cmp(&id.name).then(m.addr.cmp(&id.addr)))
+                    .ok()
+                    .map(|i| members[i].state)
             };
             for event in events::events(&batch, state_of) {
                 tracing::info!(?event, "membership");

@@ -8,25 +8,39 @@
 //! at 1,000) before declaring it dead; Lifeguard then stretches that up to 6x while
 //! confirmations are missing, hence the 8-48 s quoted for 100 nodes. foca's
 //! [`Config::new_lan`] is the same without Lifeguard. drover's nodes sit on one LAN where a
-//! round trip is well under a millisecond, so the same protocol runs five times faster:
+//! round trip is well under a millisecond, so the same protocol runs ten times faster:
 //!
-//! - `probe_period` 200 ms, `probe_rtt` 100 ms: a direct ping that is not acked within 100 ms
-//!   (a hundred LAN round trips; room for a loaded runtime) is retried through 3 other
-//!   members, and only if none of them gets an ack before the period ends is the member
-//!   suspected. With n members each probing one per period, some member probes a dead one
-//!   within about one period.
-//! - suspicion `3 x max(1, log10 n) x probe_period`: 600 ms up to 10 nodes, 1.2 s at 100,
-//!   1.8 s at 1,000. A suspected member that is alive refutes it by gossiping a higher
-//!   incarnation; the suspicion window must outlast the time the rumour takes to reach it
-//!   and its refutation to come back, which grows with `log n` gossip rounds of 100 ms.
-//! - gossip every 100 ms to 3 members, and updates retransmitted `max(6, 4 x log10(n + 1))`
-//!   times (memberlist's retransmit multiplier is 4): at 5% loss an update is still heard.
+//! - `probe_period` 100 ms, `probe_rtt` 50 ms: a direct ping that is not acked within 50 ms
+//!   (fifty LAN round trips; room for a loaded runtime) is retried through 3 other members,
+//!   and only if none of them gets an ack before the period ends is the member suspected.
+//! - suspicion `max(600 ms, 3 x log10 n x probe_period)`: 600 ms up to 100 nodes, 900 ms
+//!   at 1,000, 1.2 s at 10,000. A suspected member that is alive refutes it by gossiping a
+//!   higher incarnation; the window must outlast the rumour reaching it and the refutation
+//!   coming back to the one member that runs the timer (foca starts it only on the member
+//!   whose probe failed), `log n` rounds each way of gossip every 100 ms to 3 plus every
+//!   probe's piggyback. The 600 ms floor keeps small clusters where they were.
+//! - gossip every 100 ms to 3 members, and each update sent `2 ln(n + 1) + 5` times (see
+//!   [`retransmissions`]): at 5% loss an update is still heard by every member.
 //!
-//! So a dead member of a small cluster is declared down after about one probe period, the
-//! suspicion and one gossip round: 0.2 + 0.6 + 0.1, about a second. Under 5% independent
-//! loss a probe fails (direct and all three indirect paths lost) with probability about
-//! `0.1 x 0.19^3`, under 1 in 1,000, and the suspicion is refuted well within its window,
-//! so loss alone does not declare members down.
+//! # Why the period and not the multiplier (measured: BENCHMARKS.md "Membership")
+//!
+//! Detection is the wait until some member probes the dead one, plus one period for the
+//! probe and its indirect round, plus the suspicion. Every member probes one other per
+//! period (round-robin over a shuffled list), so a given member is probed by a Poisson(1)
+//! number of members per period: the wait's p99 is about 4.6 periods, whatever n. With
+//! 200 ms periods that is 0.9 s of wait before any suspicion, and the goal (p99 under
+//! 1.5 s at 1,000) would leave 0.4 s of suspicion, less than a refutation needs at that
+//! size. Halving the period halves the wait and the probe round and lets the suspicion
+//! keep its `log n` scale: about 0.46 + 0.1 + 0.9 s at 1,000. The cost is twice the
+//! probes (20 small datagrams a second per member).
+//!
+//! foca has no Lifeguard (suspicion that starts long and shrinks with independent
+//! confirmations, and a member's own "health" stretching its timeouts): a fixed window is
+//! a trade between detection time and false downs when a suspected member is slow to
+//! refute (loss, a loaded host). At 5% loss a probe fails with probability about
+//! `0.1 x 0.19^3`, under 1 in 1,000, so a 1,000-member cluster raises a few suspicions a
+//! second, and each must be refuted within the window. The bench counts false downs under
+//! 5% loss; a larger window is the knob if a deployment sees any.
 //!
 //! Down members are remembered for 10 minutes (stale rumours cannot resurrect them, and
 //! `members()` still shows them); a member that comes back under a larger `bump` replaces
@@ -36,12 +50,14 @@
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use foca::{Config, PeriodicParams};
+/// foca's configuration, what [`timing()`] returns (re-exported so callers can name it).
+pub use foca::Config;
+use foca::PeriodicParams;
 
 /// Which timing to run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Profile {
-    /// drover's LAN timing: about a second to declare a dead member down on small clusters.
+    /// drover's LAN timing: under a second to declare a dead member down on 100 members.
     #[default]
     Fast,
     /// foca's own LAN defaults ([`Config::new_lan`], memberlist-like: 1 s probes, suspicion
@@ -58,14 +74,14 @@ pub fn timing(cluster_size: u32, profile: Profile) -> Config {
     match profile {
         Profile::Lan => Config::new_lan(n),
         Profile::Fast => {
-            let period = Duration::from_millis(200);
+            let period = Duration::from_millis(100);
             let log_n = f64::max(1.0, f64::from(n.get()).log10());
             let mut config = Config::new_lan(n);
             config.probe_period = period;
-            config.probe_rtt = Duration::from_millis(100);
+            config.probe_rtt = Duration::from_millis(50);
             config.num_indirect_probes = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
             config.suspect_to_down_after =
-                Duration::from_millis((3.0 * log_n * 200.0).round() as u64);
+                Duration::from_millis(f64::max(600.0, (3.0 * log_n * 100.0).round()) as u64);
             config.max_transmissions = retransmissions(n.get());
             config.remove_down_after = Some(Duration::from_secs(600));
             config.max_packet_size = NonZeroUsize::new(MAX_PACKET).unwrap_or(NonZeroUsize::MIN);
@@ -87,10 +103,17 @@ pub fn timing(cluster_size: u32, profile: Profile) -> Config {
     }
 }
 
-/// How many times an update is piggybacked: `4 x log10(n + 1)`, at least 6.
+/// How many times each member piggybacks an update: `2 ln(n + 1) + 5`, rounded up.
+///
+/// Every member that learns an update sends it this many times to random members, so a
+/// given member misses it with probability about `e^-tx`. memberlist's `4 x log10(n + 1)`
+/// (12 at 1,000) leaves `e^-12`, six in a million: while 1,000 members join, a million
+/// (update, member) pairs make several misses, and a member that missed one learns it only
+/// when probing reaches it (n probe periods round-robin: 200 s at 1,000). `2 ln(n + 1) + 5`
+/// keeps `n^2 x e^-tx` (every member learning of every other) near `e^-5`, under 1%.
 fn retransmissions(n: u32) -> NonZeroU8 {
-    let tx = (4.0 * f64::from(n.saturating_add(1)).log10())
-        .floor()
+    let tx = (2.0 * f64::from(n.saturating_add(1)).ln() + 5.0)
+        .ceil()
         .clamp(6.0, 255.0);
     NonZeroU8::new(tx as u8).unwrap_or(NonZeroU8::MIN)
 }

@@ -192,6 +192,65 @@ async fn a_restarted_member_rejoins_under_a_renewed_identity() {
     converged(&members, SIZE).await;
 }
 
+/// A restarted member of a cluster larger than one foca `Feed` (a 1,400-byte packet carries
+/// a few dozen identities) learns every member from its seed's sync reply, not one probe at
+/// a time (which took about 20 s at 100 members). The others learn of it through the gossip.
+/// With the sync, the whole cluster sees it alive well within the probe round-robin; the
+/// guard below is only a bound on the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_of_a_large_cluster_relearns_everyone_from_its_seed() {
+    const N: usize = 80;
+    // Slower probes than Fast (500 ms): the probe round-robin, which is what the restarted
+    // member would otherwise wait for, takes 40 s here, far from the 10 s guard below; and
+    // 80 debug-built members forming at once stay clear of false suspicions.
+    let big = |i: usize, bind: SocketAddr, seeds: Vec<SocketAddr>| {
+        let mut timing = timing(N as u32, Profile::Fast);
+        timing.probe_period = Duration::from_millis(500);
+        timing.probe_rtt = Duration::from_millis(200);
+        timing.suspect_to_down_after = Duration::from_millis(1500);
+        MembershipConfig {
+            timing,
+            ..config(i, bind, seeds)
+        }
+    };
+    let mut members: Vec<Membership> = Vec::new();
+    for i in 0..N {
+        let seeds = members.first().map(|m| vec![m.addr()]).unwrap_or_default();
+        members.push(Membership::start(big(i, loopback(), seeds)).await.unwrap());
+    }
+    // Metadata and full view on every member, with a guard scaled to the size.
+    let all_alive =
+        |view: &[Member]| view.len() == N && view.iter().all(|x| x.state == MemberState::Alive);
+    for m in &members {
+        wait_view(m, Duration::from_secs(60), "all alive", all_alive).await;
+    }
+    let old = members.pop().unwrap();
+    let (addr, old_bump) = (old.addr(), old.identity().bump);
+    let last = format!("node-{}", N - 1);
+    let mut subs: Vec<_> = members.iter().map(|m| m.subscribe()).collect();
+    old.stop().await;
+    for rx in subs.iter_mut() {
+        wait_event(rx, DETECT, &last, |e| matches!(e, MemberEvent::Down(_))).await;
+    }
+    // Same name and address, a new process whose only seed is node-0. The Feed answering
+    // its announce lists at most a few dozen of the 79 others; the sync lists all of them.
+    let restarted = Membership::start(big(N - 1, addr, vec![members[0].addr()]))
+        .await
+        .unwrap();
+    assert!(restarted.identity().bump > old_bump);
+    // Well under the 40 s (80 members x 500 ms) a probe round-robin would take.
+    let guard = Duration::from_secs(10);
+    wait_view(&restarted, guard, "every member alive", all_alive).await;
+    for m in &members {
+        wait_view(m, guard, "the restarted member alive", |v| {
+            state_of(v, &last) == Some(MemberState::Alive)
+                && v.iter()
+                    .any(|x| x.name == last && x.metadata == metadata(N - 1))
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_metadata_reaches_every_member_as_an_update() {
     let members = cluster(3, |_| {}).await;

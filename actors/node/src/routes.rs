@@ -62,6 +62,15 @@ pub enum RouteOp {
     },
 }
 
+impl std::fmt::Display for RouteOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteOp::Replace { cidr, via } => write!(f, "replace {cidr} via {via}"),
+            RouteOp::Delete { cidr } => write!(f, "delete {cidr}"),
+        }
+    }
+}
+
 /// What this node is, for [`desired`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Local {
@@ -307,14 +316,14 @@ pub fn start(local: Local, mut view: watch::Receiver<Arc<Vec<Member>>>) -> Route
             for op in diff(&current, &want) {
                 match apply(&op).await {
                     Ok(()) => {
-                        tracing::info!(message = "pod route", ?op);
+                        tracing::info!(message = "pod route", %op);
                         match op {
                             RouteOp::Replace { cidr, via } => current.insert(cidr, via),
                             RouteOp::Delete { cidr } => current.remove(&cidr),
                         };
                     }
                     Err(error) => {
-                        tracing::warn!(message = "pod route failed; retrying", ?op, %error);
+                        tracing::warn!(message = "pod route failed; retrying", %op, %error);
                         failed = true;
                     }
                 }

@@ -132,9 +132,17 @@ async fn bound(store: &Store, name: &str) -> String {
 }
 
 /// Waits for the FailedScheduling event of pod `name`; returns its message.
-async fn failed(store: &Store, name: &str) -> String {
+/// The pod's FailedScheduling event once the scheduler judged it against all `nodes` nodes
+/// (an attempt made before its informer had every node says `0/<fewer>`, and the next
+/// attempt rewrites the event).
+async fn failed(store: &Store, name: &str, nodes: usize) -> String {
+    let seen_all = format!("0/{nodes} nodes are available");
     let event = wait_for(store, events(), |o| {
-        o["involvedObject"]["name"] == name && o["reason"] == "FailedScheduling"
+        o["involvedObject"]["name"] == name
+            && o["reason"] == "FailedScheduling"
+            && o["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&seen_all))
     })
     .await;
     assert_eq!(event["type"], "Warning");
@@ -149,8 +157,11 @@ async fn check_pending(store: &Store, name: &str, message: &str) {
             && o.pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                    cs.iter().any(|c| {
+                        c["type"] == "PodScheduled"
+                            && c["status"] == "False"
+                            && c["message"] == message
+                    })
                 })
     })
     .await;
@@ -187,7 +198,7 @@ async fn resources_taints_and_the_failed_scheduling_message() {
     );
 
     add_pod(&c.store, "too-big", "2", json!({})).await;
-    let msg = failed(&c.store, "too-big").await;
+    let msg = failed(&c.store, "too-big", 3).await;
     let want = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. \
                 preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.";
     assert_eq!(msg, want);
@@ -241,7 +252,7 @@ async fn node_selector_and_node_affinity() {
     )
     .await;
     assert_eq!(
-        failed(&c.store, "nvme").await,
+        failed(&c.store, "nvme", 3).await,
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
          preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
@@ -272,7 +283,7 @@ async fn anti_affinity_spreads_replicas_and_topology_spread_balances_zones() {
     assert_eq!(hosts.len(), 4, "one replica per node: {hosts:?}");
     add_pod(&c.store, "web-4", "100m", anti).await;
     assert_eq!(
-        failed(&c.store, "web-4").await,
+        failed(&c.store, "web-4", 4).await,
         // The placed replicas' own anti-affinity (checked first, as in Kubernetes) rejects it.
         "0/4 nodes are available: 4 node(s) didn't satisfy existing pods anti-affinity rules. \
          preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod."
@@ -303,7 +314,7 @@ async fn cordoned_node_then_uncordoned() {
     .await;
     add_pod(&c.store, "waits", "100m", json!({})).await;
     assert_eq!(
-        failed(&c.store, "waits").await,
+        failed(&c.store, "waits", 1).await,
         "0/1 nodes are available: 1 node(s) were unschedulable. \
          preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
     );
@@ -342,7 +353,7 @@ async fn impossible_affinity_leaves_the_pod_pending_with_a_clear_event() {
     .await;
     let want = "0/2 nodes are available: 2 node(s) didn't match pod affinity rules. \
                 preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
-    assert_eq!(failed(&c.store, "lonely").await, want);
+    assert_eq!(failed(&c.store, "lonely", 2).await, want);
     check_pending(&c.store, "lonely", want).await;
     // Nothing half-done: no other pod, no binding, no nomination.
     let listed = c
@@ -404,7 +415,7 @@ async fn pods_run_on_hollow_nodes_and_high_priority_preempts() {
     )
     .await;
     assert_eq!(
-        failed(&c.store, "polite").await,
+        failed(&c.store, "polite", 2).await,
         "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
     );
     c.store

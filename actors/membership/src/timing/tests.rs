@@ -28,19 +28,20 @@ fn check(size: u32, profile: Profile, expected: Row) {
 #[test]
 fn fast_profile_table() {
     let row = |suspicion, max_tx| Row {
-        probe: 200,
-        rtt: 100,
+        probe: 100,
+        rtt: 50,
         suspicion,
         gossip: 100,
         max_tx,
     };
-    check(0, Profile::Fast, row(600, 6));
-    check(1, Profile::Fast, row(600, 6));
-    check(5, Profile::Fast, row(600, 6));
-    check(10, Profile::Fast, row(600, 6));
-    check(100, Profile::Fast, row(1200, 8));
-    check(1000, Profile::Fast, row(1800, 12));
-    check(10_000, Profile::Fast, row(2400, 16));
+    check(0, Profile::Fast, row(600, 7));
+    check(1, Profile::Fast, row(600, 7));
+    check(5, Profile::Fast, row(600, 9));
+    check(10, Profile::Fast, row(600, 10));
+    check(100, Profile::Fast, row(600, 15));
+    check(316, Profile::Fast, row(750, 17));
+    check(1000, Profile::Fast, row(900, 19));
+    check(10_000, Profile::Fast, row(1200, 24));
 }
 
 #[test]

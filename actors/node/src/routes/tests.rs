@@ -225,3 +225,12 @@ fn ip_arguments_carry_the_protocol() {
         "-4 route del 10.244.1.0/24 proto 157"
     );
 }
+
+#[test]
+fn ops_print_like_ip_route() {
+    assert_eq!(
+        replace("10.244.1.0/24", "192.168.200.12").to_string(),
+        "replace 10.244.1.0/24 via 192.168.200.12"
+    );
+    assert_eq!(delete("10.244.1.0/24").to_string(), "delete 10.244.1.0/24");
+}
