@@ -96,33 +96,15 @@ fn members(kubeconfig: &str) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_nodes_join_the_control_planes_gossip() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats_port = drover_testkit::free_port().to_string();
-    let api_port = drover_testkit::free_port().to_string();
     let gossip = format!("127.0.0.1:{}", drover_testkit::free_port());
-    let mut up = Up::spawn(&[
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--nats-port",
-        &nats_port,
-        "--api-port",
-        &api_port,
-        "--gossip-bind",
-        &gossip,
-    ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
-    up.wait_for("control plane joined the gossip").await;
+    let mut cp = Running::start_with(&["--gossip-bind", &gossip]).await;
+    let kubeconfig = cp.kubeconfig.clone();
+    cp.up.wait_for("control plane joined the gossip").await;
 
-    let nats = format!("nats://127.0.0.1:{nats_port}");
     let mut sim = Up::spawn_drover(&[
         "sim",
         "--nats",
-        &nats,
+        &cp.nats_url,
         "--nodes",
         "5",
         "--gossip-seed",
@@ -174,5 +156,5 @@ async fn sim_nodes_join_the_control_planes_gossip() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(up.terminate().await.success());
+    cp.stop().await;
 }

@@ -168,17 +168,24 @@ pub struct Running {
 impl Running {
     /// Starts `drover up` on free ports and waits for its `export KUBECONFIG=` line.
     pub async fn start() -> Running {
+        Running::start_with(&[]).await
+    }
+
+    /// [`Running::start`] with more `drover up` flags.
+    pub async fn start_with(extra: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let nats_port = free_port().to_string();
         let api_port = free_port().to_string();
-        let mut up = Up::spawn(&[
+        let mut args = vec![
             "--data-dir",
             dir.path().to_str().unwrap(),
             "--nats-port",
             &nats_port,
             "--api-port",
             &api_port,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let mut up = Up::spawn(&args);
         let export = up.wait_for("export KUBECONFIG=").await;
         let kubeconfig = export
             .trim()
