@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod fabric;
 pub mod netns;
 pub mod registry;
+pub mod stats;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,8 +1,7 @@
 //! The bench's decisions without I/O: what a pod event means for the trial, when the
-//! failover is complete, and percentiles.
+//! failover is complete.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -70,22 +69,6 @@ pub fn has_unreachable_taint(node: &Value) -> bool {
                 == Some(drover_controllers::nodelifecycle::core::UNREACHABLE_TAINT_KEY)
                 && t.get("effect").and_then(Value::as_str) == Some("NoExecute")
         })
-}
-
-/// The `p`-th percentile (0..=100) of `samples` by nearest rank, or `None` when empty.
-pub fn percentile(samples: &[Duration], p: f64) -> Option<Duration> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = (p.clamp(0.0, 100.0) / 100.0 * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-/// Seconds with two decimals, or "-".
-pub fn secs(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".to_string(), |d| format!("{:.2}", d.as_secs_f64()))
 }
 
 #[cfg(test)]

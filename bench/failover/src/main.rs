@@ -428,7 +428,7 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn report(args: &Args, trials: &[Trial], book: &Arc<Mutex<FalseDowns>>, run: Duration) {
-    use crate::core::{percentile, secs};
+    use drover_testkit::stats::{percentile, secs};
     let col = |f: fn(&Trial) -> Duration| trials.iter().map(f).collect::<Vec<_>>();
     let (down, taint, failover) = (col(|t| t.down), col(|t| t.taint), col(|t| t.failover));
     let false_downs = book.lock().map(|b| b.seen.clone()).unwrap_or_default();

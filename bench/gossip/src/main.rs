@@ -5,8 +5,6 @@
 //! Usage: `gossip-bench drover <n> <trials>`, `gossip-bench loss <n> <seconds> <p>`,
 //! `gossip-bench serf <n> <trials>`.
 
-mod stats;
-
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -17,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use drover_membership::{MemberEvent, MemberState, Membership, MembershipConfig, Profile, timing};
 use tokio::time::{Instant, timeout};
 
-use stats::{percentile, secs};
+use drover_testkit::stats::{percentile, secs};
 
 /// Bounds every wait; reaching it is reported, not hidden.
 const CONVERGE: Duration = Duration::from_secs(300);

@@ -112,24 +112,3 @@ fn unreachable_taint_needs_the_noexecute_effect() {
     assert!(!has_unreachable_taint(&no_schedule));
     assert!(!has_unreachable_taint(&json!({"spec": {}})));
 }
-
-#[test]
-fn percentiles_by_nearest_rank() {
-    let ms = |v: &[u64]| {
-        v.iter()
-            .map(|m| Duration::from_millis(*m))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(percentile(&[], 50.0), None);
-    assert_eq!(
-        percentile(&ms(&[300, 100, 200]), 50.0),
-        Some(Duration::from_millis(200))
-    );
-    assert_eq!(
-        percentile(&ms(&[300, 100, 200]), 99.0),
-        Some(Duration::from_millis(300))
-    );
-    assert_eq!(percentile(&ms(&[5]), 0.0), Some(Duration::from_millis(5)));
-    assert_eq!(secs(Some(Duration::from_millis(1234))), "1.23");
-    assert_eq!(secs(None), "-");
-}

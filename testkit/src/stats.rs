@@ -1,4 +1,5 @@
-//! Pure helpers for the report: percentiles over measured durations.
+//! Pure helpers for benchmark reports (bench/gossip, bench/failover): percentiles over
+//! measured durations.
 
 use std::time::Duration;
 
