@@ -16,7 +16,7 @@ pub fn view(observer: &str, members: &[Member]) -> MembersView {
     let mut members: Vec<MemberInfo> = members
         .iter()
         .map(|m| MemberInfo {
-            name: m.name.clone(),
+            name: m.name.to_string(),
             address: m.addr.to_string(),
             status: match m.state {
                 MemberState::Alive => "alive",

@@ -150,7 +150,7 @@ struct Tracked {
 
 /// Applies a new view to what is tracked. Names no longer in the view keep their record.
 fn track(tracked: &mut BTreeMap<String, Tracked>, view: &[Member], now: Instant) {
-    let names: BTreeSet<&str> = view.iter().map(|m| m.name.as_str()).collect();
+    let names: BTreeSet<&str> = view.iter().map(|m| &*m.name).collect();
     for name in names {
         let Some(member) = core::member_of(view, name) else {
             continue;

@@ -2,6 +2,7 @@
 //! them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use foca::{OwnedNotification, State};
 
@@ -28,15 +29,16 @@ impl From<State> for MemberState {
     }
 }
 
-/// One member of the cluster.
+/// One member of the cluster. Cloning it does not allocate (the name and metadata are
+/// shared with the identity it was made from).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// The node's name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its gossip address.
     pub addr: SocketAddr,
     /// What it advertises.
-    pub metadata: NodeMetadata,
+    pub metadata: Arc<NodeMetadata>,
     /// Its state.
     pub state: MemberState,
 }

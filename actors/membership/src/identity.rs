@@ -9,6 +9,7 @@
 //! a newcomer would have to be re-sent) would cost more than it saves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut};
 use foca::{Codec, Header, Member, PostcardCodec};
@@ -44,6 +45,10 @@ pub struct NodeMetadata {
 
 /// A member's identity as foca knows it.
 ///
+/// The name and the metadata are shared (`Arc`): foca clones identities for every packet it
+/// sends (its header names both ends) and every member it picks, and the member view is
+/// rebuilt from them, so a clone must not allocate. On the wire they are plain fields.
+///
 /// Two identities with one address are the same member at two points in time: the one with
 /// the larger `bump` wins ([`foca::Identity::win_addr_conflict`]). `bump` starts at the
 /// process start time in milliseconds, so a restarted agent replaces its old self everywhere,
@@ -52,13 +57,13 @@ pub struct NodeMetadata {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeId {
     /// The node's name (the Node object's name).
-    pub name: String,
+    pub name: Arc<str>,
     /// The UDP address peers reach its gossip socket at; the key foca tracks members by.
     pub addr: SocketAddr,
     /// Restart / rejoin counter; larger wins.
     pub bump: u64,
     /// What the node advertises about itself.
-    pub meta: NodeMetadata,
+    pub meta: Arc<NodeMetadata>,
 }
 
 impl NodeId {
@@ -66,10 +71,10 @@ impl NodeId {
     /// known only by address. The real identity replaces it when the seed answers.
     pub(crate) fn seed(addr: SocketAddr) -> Self {
         NodeId {
-            name: String::new(),
+            name: Arc::from(""),
             addr,
             bump: 0,
-            meta: NodeMetadata::default(),
+            meta: Arc::default(),
         }
     }
 }

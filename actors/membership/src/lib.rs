@@ -8,13 +8,15 @@
 //! API address), so peers learn it from the gossip itself. How fast members are declared down
 //! is [`timing()`]'s business; see its module for the numbers.
 
+mod dedup;
 pub mod events;
+pub mod health;
 pub mod identity;
 pub mod sync;
 pub mod timing;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -106,6 +108,11 @@ pub struct Stats {
     pub sent: u64,
     /// Datagrams dropped by [`MembershipConfig::drop_outgoing`].
     pub dropped_outgoing: u64,
+    /// Piggybacked updates taken out of received datagrams because foca had applied them
+    /// already (see the `dedup` module).
+    pub repeats: u64,
+    /// Times this member's timers fired late and were pushed back (see [`health`]).
+    pub late_timers: u64,
 }
 
 #[derive(Default)]
@@ -114,6 +121,8 @@ struct Counters {
     rejected: AtomicU64,
     sent: AtomicU64,
     dropped_outgoing: AtomicU64,
+    repeats: AtomicU64,
+    late_timers: AtomicU64,
 }
 
 enum Command {
@@ -147,6 +156,9 @@ impl std::fmt::Debug for Membership {
 /// How many events a slow subscriber may fall behind before it sees `Lagged`.
 const EVENT_BUFFER: usize = 4096;
 
+/// How many queued datagrams are read before due timers run (see `Driver::drain`).
+const DRAIN_MAX: usize = 256;
+
 /// How often a member that knows nobody re-announces to its seeds (and one that has not
 /// heard a seed's sync reply asks again).
 const REANNOUNCE: Duration = Duration::from_secs(1);
@@ -166,11 +178,21 @@ const SYNC_WINDOW: Duration = Duration::from_secs(2);
 const SYNC_TRIES: u32 = 10;
 
 /// The least time between two publications of the member view. Building the view clones
-/// every member (a few allocations each) and sorts them; when a large cluster forms, every
-/// member learns of others many times a second, and rebuilding on each would cost more than
-/// the protocol. A change after a quiet spell is published at once; a burst waits at most
-/// this long, events included (they follow the view they describe).
+/// every member and sorts them; when a large cluster forms, every member learns of others
+/// many times a second, and rebuilding on each would cost more than the protocol. A change
+/// after a quiet spell is published at once; a burst waits at most this long, events
+/// included (they follow the view they describe). A member going down is always published
+/// this fast; other changes (joins, suspicions, refutations) wait [`VIEW_INTERVAL_PER_MEMBER`]
+/// per known member if that is longer (see [`Driver::interval`]).
 const VIEW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How much longer than [`VIEW_INTERVAL`] a large cluster's view may wait for changes that
+/// are not a member going down: 0.5 ms per member, 500 ms at 1,000. A publication costs
+/// O(n), and every member of a forming cluster has something to publish all the time, so
+/// with a fixed interval `drover sim`'s thousand members in one process spent most of
+/// their CPU rebuilding views nobody read. Down is what failover waits for, and is never
+/// held back.
+const VIEW_INTERVAL_PER_MEMBER: Duration = Duration::from_micros(500);
 
 impl Membership {
     /// Binds the socket, announces to the seeds and starts gossiping.
@@ -197,13 +219,13 @@ impl Membership {
             )));
         }
         let identity = NodeId {
-            name: config.name.clone(),
+            name: Arc::from(config.name.as_str()),
             addr,
             // Milliseconds since the epoch: a restarted member wins over its old self.
             bump: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            meta: config.metadata.clone(),
+            meta: Arc::new(config.metadata.clone()),
         };
         identity::validate(&identity)?;
 
@@ -240,6 +262,7 @@ impl Membership {
             counters: counters.clone(),
             seeds,
             seen: Vec::new(),
+            places: Vec::new(),
             raw_out: Vec::new(),
             sync_tries: 0,
             synced: false,
@@ -251,6 +274,7 @@ impl Membership {
             check_due: None,
             last_check: None,
             max_packet: config.timing.max_packet_size.get(),
+            dedup: dedup::Dedup::new(config.timing.remove_down_after, Instant::now()),
         };
         let task = tokio::spawn(driver.run(commands_rx));
         Ok(Membership {
@@ -303,6 +327,8 @@ impl Membership {
             rejected: c.rejected.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
             dropped_outgoing: c.dropped_outgoing.load(Ordering::Relaxed),
+            repeats: c.repeats.load(Ordering::Relaxed),
+            late_timers: c.late_timers.load(Ordering::Relaxed),
         }
     }
 
@@ -387,8 +413,10 @@ struct Driver {
     events: broadcast::Sender<MemberEvent>,
     counters: Arc<Counters>,
     seeds: Vec<SocketAddr>,
-    /// What the published view was built from (see `changed`).
+    /// What the published view was built from (see `changed`), in foca's order.
     seen: Vec<(SocketAddr, u64, MemberState)>,
+    /// Where each of `seen`'s members sits in the published (sorted) view.
+    places: Vec<usize>,
     /// Datagrams of drover's own (sync) to send with foca's in the next flush.
     raw_out: Vec<(SocketAddr, Vec<u8>)>,
     /// Sync requests sent so far, and whether a seed has answered one.
@@ -407,6 +435,8 @@ struct Driver {
     last_check: Option<Instant>,
     /// foca's packet size limit, which sync datagrams keep to as well.
     max_packet: usize,
+    /// Updates foca applied already, taken out of what it receives.
+    dedup: dedup::Dedup,
 }
 
 impl Driver {
@@ -447,21 +477,18 @@ impl Driver {
                     None => return,
                 },
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => {
-                        self.counters.received.fetch_add(1, Ordering::Relaxed);
-                        if sync::is_sync(&buf[..len]) {
-                            self.handle_sync(&buf[..len], from);
-                        } else if let Err(error) = self.foca.handle_data(&buf[..len], &mut self.runtime) {
-                            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%from, %error, len, "gossip datagram refused");
-                        }
-                    }
+                    Ok((len, from)) => self.receive(&buf[..len], from),
                     Err(error) => tracing::debug!(%error, "gossip socket receive"),
                 },
                 () = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    // What arrived before the deadline goes first: an ack waiting in the
+                    // socket must not lose to the timer that gives up on it (select! picks
+                    // among ready branches at random).
+                    self.drain(&mut buf);
                     let now = Instant::now();
+                    let pushed_back = self.catch_up(now);
                     while let Some(Reverse((at, _))) = self.timers.peek() {
-                        if *at > now {
+                        if pushed_back || *at > now {
                             break;
                         }
                         let Some(Reverse((_, timer))) = self.timers.pop() else { break };
@@ -495,14 +522,91 @@ impl Driver {
         }
     }
 
+    /// A foca datagram: repeated updates taken out (see the `dedup` module), the rest
+    /// handed to foca, and what foca applied remembered.
+    fn handle_data(&mut self, data: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        let verdict = self.dedup.filter(data, self.foca.identity(), now);
+        let (packet, src) = match verdict {
+            dedup::Verdict::AsIs => (data, None),
+            dedup::Verdict::Apply { src, rewritten } => {
+                let packet = if rewritten { self.dedup.packet() } else { data };
+                (packet, Some(src))
+            }
+        };
+        self.counters
+            .repeats
+            .store(self.dedup.dropped, Ordering::Relaxed);
+        if let Err(error) = self.foca.handle_data(packet, &mut self.runtime) {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, %error, len = data.len(), "gossip datagram refused");
+            return;
+        }
+        // foca applies a sender's updates only while it holds the sender active.
+        if let Some(src) = src
+            && self.dedup.has_novel()
+            && self
+                .foca
+                .iter_membership_state()
+                .any(|m| m.id().addr == src && m.state() != foca::State::Down)
+        {
+            self.dedup.record(data, now);
+        }
+    }
+
+    /// One received datagram.
+    fn receive(&mut self, data: &[u8], from: SocketAddr) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if sync::is_sync(data) {
+            self.handle_sync(data, from);
+        } else {
+            self.handle_data(data, from);
+        }
+    }
+
+    /// Reads what is queued in the socket now (at most [`DRAIN_MAX`] datagrams), through
+    /// the non-blocking std handle: tokio's would answer from its cached readiness.
+    fn drain(&mut self, buf: &mut [u8]) {
+        for _ in 0..DRAIN_MAX {
+            match self.sender.recv_from(buf) {
+                Ok((len, from)) => self.receive(&buf[..len], from),
+                Err(error) => {
+                    if error.kind() != io::ErrorKind::WouldBlock {
+                        tracing::debug!(%error, "gossip socket receive");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pushes every timer back when the earliest due one fires late (see [`health`]);
+    /// returns whether it did.
+    fn catch_up(&mut self, now: Instant) -> bool {
+        let Some(Reverse((earliest, _))) = self.timers.peek() else {
+            return false;
+        };
+        let late = now.saturating_duration_since(*earliest);
+        let Some(shift) = health::push_back(late) else {
+            return false;
+        };
+        self.timers = std::mem::take(&mut self.timers)
+            .into_iter()
+            .map(|Reverse((at, timer))| Reverse((at + shift, timer)))
+            .collect();
+        self.counters.late_timers.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(?late, ?shift, "gossip timers late; pushed back");
+        true
+    }
+
     fn set_metadata(&mut self, meta: NodeMetadata) -> Result<NodeId, Error> {
         let current = self.foca.identity();
-        if current.meta == meta {
+        if *current.meta == meta {
             return Ok(current.clone());
         }
         let next = NodeId {
             bump: current.bump.wrapping_add(1),
-            meta,
+            meta: Arc::new(meta),
             ..current.clone()
         };
         identity::validate(&next)?;
@@ -595,10 +699,19 @@ impl Driver {
                     return;
                 }
                 self.synced = true;
-                if let Err(error) =
-                    self.foca
-                        .apply_many(members.into_iter(), false, &mut self.runtime)
-                {
+                // foca looks each update's member up in a list of all it knows, so a
+                // reply of n members costs O(n^2) and, with every member pulling every
+                // 15 s, a thousand members in one process spent most of a core on it.
+                // What foca already holds in exactly that state would change nothing.
+                let known: HashMap<SocketAddr, (u64, u16, foca::State)> = self
+                    .foca
+                    .iter_membership_state()
+                    .map(|m| (m.id().addr, (m.id().bump, m.incarnation(), m.state())))
+                    .collect();
+                let news = members.into_iter().filter(|m| {
+                    known.get(&m.id().addr) != Some(&(m.id().bump, m.incarnation(), m.state()))
+                });
+                if let Err(error) = self.foca.apply_many(news, false, &mut self.runtime) {
                     tracing::debug!(%from, %error, "applying a sync reply");
                 }
             }
@@ -666,8 +779,16 @@ impl Driver {
             }
             changed
         });
-        // Already due: nothing to decide.
-        if self.publish_due.is_some() {
+        let urgent = self
+            .pending
+            .iter()
+            .any(|n| matches!(n, OwnedNotification::MemberDown(_)));
+        let slot = self.next_slot(urgent);
+        // Already due: only a member going down may bring it forward.
+        if let Some(due) = self.publish_due {
+            if slot < due {
+                self.publish_due = Some(slot);
+            }
             return;
         }
         let now = Instant::now();
@@ -676,21 +797,32 @@ impl Driver {
             // that): walking every member after each datagram would cost a large cluster
             // more than the protocol, so the walk waits for the next view slot.
             if self.check_due.is_none() {
-                let after_last = self.last_check.map_or(now, |at| at + VIEW_INTERVAL);
-                self.check_due = Some(self.next_slot().max(after_last).max(now));
+                let after_last = self.last_check.map_or(now, |at| at + self.interval());
+                self.check_due = Some(slot.max(after_last).max(now));
             }
             return;
         }
-        match self.next_slot() {
+        match slot {
             due if due > now => self.publish_due = Some(due),
             _ => self.publish(),
         }
     }
 
-    /// The earliest time the view may be published again.
-    fn next_slot(&self) -> Instant {
-        self.last_publish
-            .map_or_else(Instant::now, |at| at + VIEW_INTERVAL)
+    /// How long changes other than a member going down may wait to be published (see
+    /// [`VIEW_INTERVAL_PER_MEMBER`]).
+    fn interval(&self) -> Duration {
+        let n = u32::try_from(self.foca.num_members()).unwrap_or(u32::MAX);
+        VIEW_INTERVAL.max(VIEW_INTERVAL_PER_MEMBER.saturating_mul(n))
+    }
+
+    /// The earliest time the view may be published again; `urgent` when a member went down.
+    fn next_slot(&self, urgent: bool) -> Instant {
+        let wait = if urgent {
+            VIEW_INTERVAL
+        } else {
+            self.interval()
+        };
+        self.last_publish.map_or_else(Instant::now, |at| at + wait)
     }
 
     /// The check [`Driver::flush`] deferred: publishes if the members changed.
@@ -707,8 +839,9 @@ impl Driver {
         self.publish_due = None;
         self.check_due = None;
         self.last_publish = Some(Instant::now());
-        self.seen = self.fingerprint().collect();
-        let members = Arc::new(self.snapshot());
+        let fingerprint: Vec<_> = self.fingerprint().collect();
+        let members = Arc::new(self.build_view(&fingerprint));
+        self.seen = fingerprint;
         // The view first: a subscriber that reacts to an event finds it in members().
         self.view.send_if_modified(|view| {
             if **view == *members {
@@ -756,16 +889,42 @@ impl Driver {
                 .any(|(now, seen)| now != *seen)
     }
 
-    fn snapshot(&self) -> Vec<Member> {
-        let mut members: Vec<Member> =
+    /// The view of the members `fingerprint` describes (this member, then foca's, in foca's
+    /// order). When the same identities sit in the same places as at the last publication
+    /// (only states changed: a suspicion, its refutation) the last view is patched; otherwise
+    /// it is rebuilt and sorted, and `places` remembers where each member went.
+    fn build_view(&mut self, fingerprint: &[(SocketAddr, u64, MemberState)]) -> Vec<Member> {
+        let same_places = fingerprint.len() == self.seen.len()
+            && self.places.len() == fingerprint.len()
+            && fingerprint
+                .iter()
+                .zip(&self.seen)
+                .all(|(now, was)| now.0 == was.0 && now.1 == was.1);
+        if same_places {
+            let mut view = self.view.borrow().as_ref().clone();
+            for ((now, was), &at) in fingerprint.iter().zip(&self.seen).zip(&self.places) {
+                if now.2 != was.2
+                    && let Some(member) = view.get_mut(at)
+                {
+                    member.state = now.2;
+                }
+            }
+            return view;
+        }
+        let mut members: Vec<(Member, usize)> =
             std::iter::once(Member::new(self.foca.identity(), MemberState::Alive))
                 .chain(
                     self.foca
                         .iter_membership_state()
                         .map(|m| Member::new(m.id(), m.state().into())),
                 )
+                .zip(0..)
                 .collect();
-        members.sort_by(|a, b| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
-        members
+        members.sort_by(|(a, _), (b, _)| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
+        self.places = vec![0; members.len()];
+        for (place, (_, index)) in members.iter().enumerate() {
+            self.places[*index] = place;
+        }
+        members.into_iter().map(|(member, _)| member).collect()
     }
 }

@@ -64,7 +64,7 @@ async fn wait_view(m: &Membership, guard: Duration, what: &str, pred: impl Fn(&[
 }
 
 fn state_of(view: &[Member], name: &str) -> Option<MemberState> {
-    view.iter().find(|m| m.name == name).map(|m| m.state)
+    view.iter().find(|m| *m.name == *name).map(|m| m.state)
 }
 
 /// Every member sees all `n` members alive with the right metadata.
@@ -76,7 +76,7 @@ async fn converged(members: &[Membership], n: usize) {
             let alive: BTreeMap<String, NodeMetadata> = view
                 .iter()
                 .filter(|x| x.state == MemberState::Alive)
-                .map(|x| (x.name.clone(), x.metadata.clone()))
+                .map(|x| (x.name.to_string(), (*x.metadata).clone()))
                 .collect();
             alive == expected && view.len() == n
         })
@@ -94,7 +94,7 @@ async fn wait_event(
     let found = timeout(guard, async {
         loop {
             match rx.recv().await {
-                Ok(e) if e.member().name == name && pred(&e) => return e,
+                Ok(e) if *e.member().name == *name && pred(&e) => return e,
                 Ok(_) => {}
                 Err(error) => panic!("event stream: {error}"),
             }
@@ -109,7 +109,7 @@ async fn five_members_converge_with_metadata() {
     let members = cluster(SIZE, |_| {}).await;
     converged(&members, SIZE).await;
     let view = members[2].members();
-    let n4 = view.iter().find(|m| m.name == "node-4").unwrap();
+    let n4 = view.iter().find(|m| &*m.name == "node-4").unwrap();
     assert_eq!(n4.addr, members[4].addr());
     assert_eq!(n4.metadata.pod_cidr, "10.244.4.0/24");
 }
@@ -129,7 +129,7 @@ async fn a_crashed_member_is_declared_down() {
             m.identity().name,
             crashed_at.elapsed()
         );
-        assert_eq!(e.member().metadata, metadata(4));
+        assert_eq!(*e.member().metadata, metadata(4));
         wait_view(m, DETECT, "node-4 down", |v| {
             state_of(v, "node-4") == Some(MemberState::Down)
         })
@@ -245,7 +245,7 @@ async fn a_restarted_member_of_a_large_cluster_relearns_everyone_from_its_seed()
         wait_view(m, guard, "the restarted member alive", |v| {
             state_of(v, &last) == Some(MemberState::Alive)
                 && v.iter()
-                    .any(|x| x.name == last && x.metadata == metadata(N - 1))
+                    .any(|x| *x.name == *last && *x.metadata == metadata(N - 1))
         })
         .await;
     }
@@ -274,16 +274,16 @@ async fn changed_metadata_reaches_every_member_as_an_update() {
         assert_eq!(
             e,
             MemberEvent::Updated(Member {
-                name: "node-2".to_string(),
+                name: "node-2".into(),
                 addr: members[2].addr(),
-                metadata: moved.clone(),
+                metadata: moved.clone().into(),
                 state: MemberState::Alive,
             })
         );
         wait_view(m, DETECT, "node-2's new zone", |v| {
-            v.iter()
-                .any(|x| x.name == "node-2" && x.metadata == moved && x.state == MemberState::Alive)
-                && v.len() == 3
+            v.iter().any(|x| {
+                &*x.name == "node-2" && *x.metadata == moved && x.state == MemberState::Alive
+            }) && v.len() == 3
         })
         .await;
     }

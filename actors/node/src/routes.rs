@@ -121,14 +121,14 @@ fn rank(m: &Member) -> (u8, &str, std::net::SocketAddr) {
         MemberState::Suspect => 1,
         MemberState::Down => 2,
     };
-    (state, m.name.as_str(), m.addr)
+    (state, &*m.name, m.addr)
 }
 
 /// The routes this node should have for `members` (the membership view, itself included).
 pub fn desired(local: &Local, members: &[Member]) -> RouteSet {
     let mut winners: BTreeMap<Ipv4Cidr, &Member> = BTreeMap::new();
     for m in members {
-        if m.name == local.name || m.addr.ip() == local.addr {
+        if *m.name == *local.name || m.addr.ip() == local.addr {
             continue;
         }
         let Some(cidr) = pod_cidr_of(&m.metadata.pod_cidr, local.cluster) else {

@@ -65,7 +65,7 @@ async fn wait_member(
             if let Some(m) = view
                 .borrow_and_update()
                 .iter()
-                .find(|m| m.name == name && pred(m))
+                .find(|m| *m.name == *name && pred(m))
             {
                 return m.clone();
             }

@@ -96,10 +96,10 @@ fn count_false_downs(
             match events.recv().await {
                 Ok(MemberEvent::Down(m)) => {
                     if let Ok(mut b) = book.lock()
-                        && !b.crashed.contains(&m.name)
+                        && !b.crashed.contains(&*m.name)
                         && m.name.starts_with("hollow-")
                     {
-                        b.seen.push((observer.clone(), m.name.clone()));
+                        b.seen.push((observer.clone(), m.name.to_string()));
                     }
                 }
                 Ok(_) => {}
@@ -372,7 +372,7 @@ async fn run(args: Args) -> Result<()> {
                 tokio::select! {
                     e = events.recv(), if down.is_none() => {
                         match e {
-                            Ok(MemberEvent::Down(m)) if m.name == victim => down = Some(t0.elapsed()),
+                            Ok(MemberEvent::Down(m)) if *m.name == *victim => down = Some(t0.elapsed()),
                             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(e) => return Err(anyhow::anyhow!("control plane events: {e}")),
                         }

@@ -186,7 +186,7 @@ async fn converge(members: &[Option<Membership>], n: usize) -> Result<Duration> 
             );
             // Who knows whom: a member nobody knows never announced; one most know
             // missed the gossip on the few that do not.
-            let views: Vec<Vec<String>> = members
+            let views: Vec<Vec<std::sync::Arc<str>>> = members
                 .iter()
                 .flatten()
                 .map(|x| x.members().into_iter().map(|y| y.name).collect())
@@ -204,14 +204,54 @@ async fn converge(members: &[Option<Membership>], n: usize) -> Result<Duration> 
                 }
             }
         }
-        timeout(
-            CONVERGE.saturating_sub(started.elapsed()),
-            watch.wait_for(alive),
-        )
-        .await
-        .context("cluster did not converge in time")??;
+        // Waits, with a line of progress every 3 s (what a stall looks like).
+        loop {
+            match timeout(Duration::from_secs(3), watch.wait_for(alive)).await {
+                Ok(seen) => {
+                    seen?;
+                    break;
+                }
+                Err(_) if started.elapsed() >= CONVERGE => {
+                    bail!("cluster did not converge in time")
+                }
+                Err(_) => progress(members, n, started.elapsed()),
+            }
+        }
     }
     Ok(started.elapsed())
+}
+
+/// One line about every running member's view: how many see all `n` alive, and how many
+/// suspect and down entries the views hold in all; with the members' summed counters.
+fn progress(members: &[Option<Membership>], n: usize, elapsed: Duration) {
+    let (mut converged, mut suspect, mut down, mut running) = (0, 0, 0, 0);
+    let mut stats = drover_membership::Stats::default();
+    for m in members.iter().flatten() {
+        running += 1;
+        let view = m.watch();
+        let view = view.borrow();
+        let count = |state| view.iter().filter(|x| x.state == state).count();
+        if count(MemberState::Alive) == n {
+            converged += 1;
+        }
+        suspect += count(MemberState::Suspect);
+        down += count(MemberState::Down);
+        let s = m.stats();
+        stats.sent += s.sent;
+        stats.received += s.received;
+        stats.repeats += s.repeats;
+        stats.rejected += s.rejected;
+        stats.late_timers += s.late_timers;
+    }
+    println!(
+        "    {:.0} s: {converged}/{running} see all {n} alive; suspect entries {suspect}, down entries {down}; sent {} received {} repeats dropped {} rejected {} late timers {}",
+        elapsed.as_secs_f64(),
+        stats.sent,
+        stats.received,
+        stats.repeats,
+        stats.rejected,
+        stats.late_timers
+    );
 }
 
 async fn drover_detection(n: usize, trials: usize) -> Result<()> {

@@ -114,7 +114,7 @@ pub fn member_of<'a>(view: &'a [Member], name: &str) -> Option<&'a Member> {
         MemberState::Down => 2,
     };
     view.iter()
-        .filter(|m| m.name == name)
+        .filter(|m| *m.name == *name)
         .min_by_key(|m| rank(m.state))
 }
 

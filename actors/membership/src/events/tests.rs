@@ -3,7 +3,7 @@ use foca::OwnedNotification as N;
 
 fn id(name: &str, bump: u64) -> NodeId {
     NodeId {
-        name: name.to_string(),
+        name: name.into(),
         addr: format!("127.0.0.1:{}", 7000 + name.len()).parse().unwrap(),
         bump,
         meta: NodeMetadata {
@@ -11,7 +11,8 @@ fn id(name: &str, bump: u64) -> NodeId {
             zone: "z".to_string(),
             api: None,
             fence_timeout_ms: 0,
-        },
+        }
+        .into(),
     }
 }
 

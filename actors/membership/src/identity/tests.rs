@@ -3,7 +3,7 @@ use foca::{Identity, Message};
 
 fn node(name: &str, zone: &str) -> NodeId {
     NodeId {
-        name: name.to_string(),
+        name: name.into(),
         addr: "10.0.0.7:7946".parse().unwrap(),
         bump: 1_795_000_000_000,
         meta: NodeMetadata {
@@ -11,7 +11,8 @@ fn node(name: &str, zone: &str) -> NodeId {
             zone: zone.to_string(),
             api: Some("10.0.0.7:10250".parse().unwrap()),
             fence_timeout_ms: 5_000,
-        },
+        }
+        .into(),
     }
 }
 
@@ -102,8 +103,5 @@ fn renew_wins_over_the_old_identity() {
     assert_eq!(new.addr(), old.addr());
     assert!(new.win_addr_conflict(&old));
     assert!(!old.win_addr_conflict(&new));
-    assert_eq!(
-        (new.name.as_str(), &new.meta),
-        (old.name.as_str(), &old.meta)
-    );
+    assert_eq!((&*new.name, &new.meta), (&*old.name, &old.meta));
 }

@@ -3,7 +3,7 @@ use crate::identity::NodeMetadata;
 
 fn id(i: u16) -> NodeId {
     NodeId {
-        name: format!("node-{i}"),
+        name: format!("node-{i}").into(),
         addr: std::net::SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7946)),
         bump: 1_700_000_000_000 + u64::from(i),
         meta: NodeMetadata {
@@ -11,7 +11,8 @@ fn id(i: u16) -> NodeId {
             zone: "zone-a".to_string(),
             api: None,
             fence_timeout_ms: 5_000,
-        },
+        }
+        .into(),
     }
 }
 
@@ -46,7 +47,7 @@ fn decode_table() {
     // The member's state is its last byte (postcard: id, incarnation, state as a varint).
     *down.last_mut().unwrap() = 2;
     let mut nameless = id(9);
-    nameless.name.clear();
+    nameless.name = "".into();
     let empty_name = reply_bytes(&[Member::new(nameless, 0, State::Alive)]);
 
     check(&encode_request(), Ok(SyncMessage::Request));

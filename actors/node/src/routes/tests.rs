@@ -17,7 +17,8 @@ fn member(name: &str, addr: &str, pod_cidr: &str, state: MemberState) -> Member 
         metadata: NodeMetadata {
             pod_cidr: pod_cidr.into(),
             ..Default::default()
-        },
+        }
+        .into(),
         state,
     }
 }
