@@ -51,12 +51,7 @@ async fn scenario() {
         "--node-name",
         "node-a",
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     up.wait_for("node node-a ready").await;
     let kc = kubeconfig.as_str();
 
@@ -264,12 +259,7 @@ async fn rollout_scenario() {
         "--node-name",
         "node-a",
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     up.wait_for("node node-a ready").await;
     let kc = kubeconfig.as_str();
 
@@ -432,12 +422,7 @@ async fn statefulset_scenario() {
         "--node-name",
         "node-a",
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     up.wait_for("node node-a ready").await;
     let kc = kubeconfig.as_str();
     let binder = tokio::spawn(bind_all_to(

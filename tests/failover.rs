@@ -350,12 +350,7 @@ async fn scenario(fabric: &Fabric, cgroups: &Cgroups) {
         "--gossip-bind",
         &format!("{HOST_IP}:{GOSSIP_PORT}"),
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     let kc = kubeconfig.as_str();
     let nats = format!("nats://{HOST_IP}:{nats_port}");
 

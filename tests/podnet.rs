@@ -190,12 +190,7 @@ async fn scenario(fabric: &Fabric) {
         "--api-port",
         &api_port,
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     let kc = kubeconfig.as_str();
     let nats = format!("nats://{HOST_IP}:{nats_port}");
 

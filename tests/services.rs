@@ -374,12 +374,7 @@ async fn scenario(fixture: &Fixture) {
         "--api-port",
         &api_port,
     ]);
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     let kc = kubeconfig.as_str();
     let nats = format!("nats://127.0.0.1:{nats_port}");
     let mut agent = spawn_agent(&nats, &node_data, fixture);

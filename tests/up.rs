@@ -40,12 +40,7 @@ async fn up_supervises_nats_and_stops_everything_on_sigterm() {
     let ready = up.wait_for("drover: ready in").await;
     eprintln!("{ready}");
     // The API answers with the kubeconfig drover announces on its own line.
-    let export = up.wait_for("export KUBECONFIG=").await;
-    let kubeconfig = export
-        .trim()
-        .strip_prefix("export KUBECONFIG=")
-        .unwrap()
-        .to_string();
+    let kubeconfig = up.kubeconfig().await;
     assert_eq!(kubeconfig, dir.path().join("kubeconfig").to_str().unwrap());
     let out = std::process::Command::new("kubectl")
         .args(["get", "namespace", "default", "-o", "name"])

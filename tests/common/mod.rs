@@ -115,6 +115,17 @@ impl Up {
         }
     }
 
+    /// Waits for the `export KUBECONFIG=<path>` line `drover up` prints and returns the
+    /// path.
+    pub async fn kubeconfig(&mut self) -> String {
+        const EXPORT: &str = "export KUBECONFIG=";
+        let line = self.wait_for(EXPORT).await;
+        line.trim()
+            .strip_prefix(EXPORT)
+            .unwrap_or_else(|| panic!("not an {EXPORT}<path> line: {line:?}"))
+            .to_string()
+    }
+
     /// The process's PID.
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id().expect("process still running") as i32)
@@ -186,12 +197,7 @@ impl Running {
         ];
         args.extend_from_slice(extra);
         let mut up = Up::spawn(&args);
-        let export = up.wait_for("export KUBECONFIG=").await;
-        let kubeconfig = export
-            .trim()
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap()
-            .to_string();
+        let kubeconfig = up.kubeconfig().await;
         Running {
             up,
             dir,

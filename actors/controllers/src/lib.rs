@@ -14,7 +14,8 @@
 //! EndpointSlice mirroring controller ([`endpointslicemirroring`]) and the cluster IP /
 //! node port allocation repair loop ([`allocation_repair`]). Given the control plane's
 //! gossip view ([`Controllers::start_with`]), the node lifecycle controller
-//! ([`nodelifecycle`]) taints down nodes, evicts their pods and fences StatefulSet pods.
+//! ([`nodelifecycle`]) taints down nodes, marks their pods not ready, evicts them and
+//! fences StatefulSet pods.
 
 pub mod allocation_repair;
 pub mod cronjob;

@@ -3,7 +3,9 @@
 //! The control plane's own [`drover_membership::Membership`] view says which node agents
 //! are alive; a member's name is its Node's name. When a member is declared down, the
 //! controller taints its Node `node.kubernetes.io/unreachable` (NoSchedule and NoExecute),
-//! sets `Ready` Unknown and `GossipReachable` False, and evicts the node's pods in QoS order
+//! sets `Ready` Unknown and `GossipReachable` False, marks the node's pods not ready
+//! (Kubernetes' `MarkPodsNotReady`: their `Ready` condition False, so Services stop sending
+//! them traffic, the ones that tolerate the taint included), and evicts them in QoS order
 //! (BestEffort first) as their tolerations allow: a graceful delete, so their controllers
 //! replace them at once. StatefulSet pods (and pods left terminating) are force-deleted only
 //! under the fencing rule ([`core::fence_wait`]): the node has been down, and silent on the
@@ -146,6 +148,8 @@ struct Tracked {
     /// When this controller first saw it down (reset when it is seen alive or suspect).
     down_since: Option<Instant>,
     fence_timeout_ms: u32,
+    /// Uids of its pods marked not ready since `down_since` (reset with it).
+    marked_not_ready: BTreeSet<String>,
 }
 
 /// Applies a new view to what is tracked. Names no longer in the view keep their record.
@@ -155,10 +159,18 @@ fn track(tracked: &mut BTreeMap<String, Tracked>, view: &[Member], now: Instant)
         let Some(member) = core::member_of(view, name) else {
             continue;
         };
-        let previous = tracked.get(name).and_then(|t| t.down_since);
-        let down_since = match member.state {
-            MemberState::Down => Some(previous.unwrap_or(now)),
-            MemberState::Alive | MemberState::Suspect => None,
+        let previous = tracked.remove(name);
+        let (down_since, marked_not_ready) = match (member.state, previous) {
+            (
+                MemberState::Down,
+                Some(Tracked {
+                    down_since: Some(since),
+                    marked_not_ready,
+                    ..
+                }),
+            ) => (Some(since), marked_not_ready),
+            (MemberState::Down, _) => (Some(now), BTreeSet::new()),
+            (MemberState::Alive | MemberState::Suspect, _) => (None, BTreeSet::new()),
         };
         tracked.insert(
             name.to_string(),
@@ -166,6 +178,7 @@ fn track(tracked: &mut BTreeMap<String, Tracked>, view: &[Member], now: Instant)
                 state: member.state,
                 down_since,
                 fence_timeout_ms: member.metadata.fence_timeout_ms,
+                marked_not_ready,
             },
         );
     }
@@ -325,27 +338,40 @@ impl Controller {
                 reach,
                 fence_timeout_ms: tracked.fence_timeout_ms,
                 heartbeat_age: self.heartbeats.age(&name),
+                marked_not_ready: &tracked.marked_not_ready,
             };
             let decision = core::decide(&view, &typed, Timestamp::now());
             if let Some(r) = decision.recheck_after {
                 recheck = Some(recheck.map_or(r, |x: Duration| x.min(r)));
             }
-            if let Err(error) = self.act(&name, &stored, &pod_values, decision).await {
+            let mut marked = Vec::new();
+            if let Err(error) = self
+                .act(&name, &stored, &pod_values, decision, &mut marked)
+                .await
+            {
                 tracing::warn!(message = "node lifecycle action failed; retrying on the next round", node = %name, %error);
                 // A failed write is retried at the next tick (or the next change).
                 self.failed = true;
+            }
+            if let Some(t) = self.tracked.get_mut(&name)
+                && t.down_since == tracked.down_since
+            {
+                t.marked_not_ready.extend(marked);
             }
         }
         recheck
     }
 
-    /// Carries a decision out: the Node first (taints before evictions), then the pods.
+    /// Carries a decision out: the Node first (taints before evictions), then the pods'
+    /// readiness, then the evictions (also when marking failed: they matter more). The
+    /// uids marked not ready go into `marked_uids`.
     async fn act(
         &self,
         name: &str,
         stored: &Value,
         node_pods: &[Arc<Value>],
         decision: Decision,
+        marked_uids: &mut Vec<String>,
     ) -> Result<(), StoreError> {
         if decision.taints.is_some() || decision.conditions.is_some() {
             let mut obj = stored.clone();
@@ -373,6 +399,9 @@ impl Controller {
                 .wait_for_revision(nodes(), revision_of(&written), CACHE_CATCH_UP)
                 .await;
         }
+        let marking = self
+            .mark_not_ready(name, node_pods, decision.not_ready, marked_uids)
+            .await;
         let mut marked = 0;
         let mut gone: Vec<ObjectKey> = Vec::new();
         for eviction in decision.evictions {
@@ -454,7 +483,81 @@ impl Controller {
                 .wait_absent(pods(), &key, CACHE_CATCH_UP)
                 .await;
         }
-        Ok(())
+        marking
+    }
+
+    /// Writes the pods' `Ready` False in one batch (one commit for the lot), each a
+    /// compare-and-swap on the cached pod: a pod that changed meanwhile is decided again
+    /// in the next round (its change triggers one). Events `NodeNotReady` on the pods, as
+    /// Kubernetes records them.
+    async fn mark_not_ready(
+        &self,
+        name: &str,
+        node_pods: &[Arc<Value>],
+        not_ready: Vec<core::NotReady>,
+        marked: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut entries = Vec::new();
+        let mut uids = Vec::new();
+        for mark in not_ready {
+            let Some(pod) = node_pods
+                .iter()
+                .find(|p| drover_store::object::meta_str(p, "uid") == Some(mark.uid.as_str()))
+            else {
+                continue;
+            };
+            let current = (**pod).clone();
+            let mut changed = current.clone();
+            let Some(conditions) = changed
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            let Some(slot) = conditions
+                .iter_mut()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            else {
+                continue;
+            };
+            *slot = to_value(&mark.ready);
+            entries.push((current, changed));
+            uids.push(mark);
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let results = self.ctx.store.update_batch(pods(), entries).await;
+        let mut latest = 0;
+        let mut failure = None;
+        for (mark, result) in uids.into_iter().zip(results) {
+            match result {
+                Ok(written) => {
+                    tracing::info!(message = "marked not ready", pod = %format!("{}/{}", mark.namespace, mark.name), node = %name);
+                    latest = latest.max(revision_of(&written));
+                    self.ctx.events.record(
+                        pods(),
+                        &written,
+                        EventType::Warning,
+                        "NodeNotReady",
+                        "Node is not ready",
+                    );
+                    marked.push(mark.uid);
+                }
+                // Changed or gone meanwhile: the next round decides on what is there.
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        // Read our writes, so the next round does not decide on the pods as they were.
+        if latest > 0 {
+            let _ = self
+                .ctx
+                .cache
+                .wait_for_revision(pods(), latest, CACHE_CATCH_UP)
+                .await;
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Re-checks the fencing rule on the live view and heartbeats right before a forced

@@ -1,8 +1,9 @@
 //! The node lifecycle controller end to end: real nats-server and store, the controllers
 //! as `drover up` runs them with a membership view, and real gossip members on 127.0.0.1
-//! (one stands for the control plane, whose view the controller follows). Pods are bound
-//! by writing `spec.nodeName`; no agents run, so nothing but the controller touches the
-//! Nodes. Timeouts are failure guards only.
+//! (one stands for the control plane, whose view the controller follows). In the first
+//! test pods are bound by writing `spec.nodeName` and no agents run, so nothing but the
+//! controller touches the Nodes; the second runs a hollow node agent in the gossip.
+//! Timeouts are failure guards only.
 
 mod common;
 
@@ -343,5 +344,193 @@ async fn a_crashed_node_is_tainted_evicted_fenced_and_restored() {
         "a node outside the view is left alone"
     );
 
+    controllers.stop().await;
+}
+
+/// The `Ready` condition's status of a pod, "" when it has none.
+fn pod_ready(pod: &Value) -> &str {
+    condition(pod, "Ready")
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+}
+
+/// The `conditions.ready` of the endpoint with address `ip` in any of `slices`, `None`
+/// when no slice lists it.
+fn endpoint_ready(slices: &BTreeMap<String, Value>, ip: &str) -> Option<bool> {
+    slices
+        .values()
+        .filter_map(|s| s["endpoints"].as_array())
+        .flatten()
+        .find(|e| {
+            e["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a == ip))
+        })
+        .map(|e| e["conditions"]["ready"] == json!(true))
+}
+
+/// A hollow node agent named `node-1` in the gossip (seeded by `seed`) on `runtime`: a
+/// restart on the same runtime re-adopts the pods it ran.
+async fn gossip_agent(
+    store: &Store,
+    runtime: std::sync::Arc<drover_node::HollowRuntime>,
+    seed: SocketAddr,
+) -> drover_node::NodeAgent {
+    let mut config = drover_node::AgentConfig::new("node-1");
+    config.capacity = Some(drover_node::node::Capacity {
+        cpu_millis: 4000,
+        memory_bytes: 8 << 30,
+        ephemeral_storage_bytes: 100 << 30,
+        pods: 110,
+    });
+    let mut gossip = drover_node::GossipConfig::new(loopback());
+    gossip.seeds = vec![seed];
+    config.gossip = Some(gossip);
+    drover_node::NodeAgent::start(store.clone(), runtime, config)
+        .await
+        .unwrap()
+}
+
+/// Kubernetes' `MarkPodsNotReady`: a pod that tolerates `unreachable` forever stays on
+/// its down node but turns Ready False, so its Service stops listing it as a ready
+/// endpoint; when the node's agent comes back it reports the pod Ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tolerating_pod_on_a_down_node_is_not_ready_until_its_agent_is_back() {
+    let nats = TestNats::start().await;
+    let store = Store::new(nats.client().await, StoreConfig::default())
+        .await
+        .unwrap();
+    let (nodes, pods, slices) = (
+        kind("", "nodes"),
+        kind("", "pods"),
+        kind("discovery.k8s.io", "endpointslices"),
+    );
+    store
+        .create(
+            kind("", "namespaces"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}),
+        )
+        .await
+        .unwrap();
+    let cp = Membership::start(member("control-plane", loopback(), vec![], 0))
+        .await
+        .unwrap();
+    let controllers = Controllers::start_with(
+        store.clone(),
+        ControllersConfig {
+            membership: Some(cp.watch()),
+            ..Default::default()
+        },
+    );
+    let runtime = std::sync::Arc::new(drover_node::HollowRuntime::seeded(
+        drover_node::HollowConfig::default(),
+        1,
+    ));
+    let agent = gossip_agent(&store, runtime.clone(), cp.addr()).await;
+    wait_for(&store, nodes, None, "node-1 GossipReachable", |n| {
+        n.get("node-1")
+            .is_some_and(|n| condition_is(n, GOSSIP_CONDITION, "True", "MemberAlive"))
+    })
+    .await;
+
+    store
+        .create(
+            kind("", "services"),
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "namespace": "ns"},
+                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap();
+    let mut pod = template("web");
+    pod["apiVersion"] = json!("v1");
+    pod["kind"] = json!("Pod");
+    pod["metadata"]["name"] = json!("tolerant");
+    pod["metadata"]["namespace"] = json!("ns");
+    pod["spec"]["nodeName"] = json!("node-1");
+    pod["spec"]["tolerations"] = json!([
+        {"key": UNREACHABLE_TAINT_KEY, "operator": "Exists", "effect": "NoExecute"}
+    ]);
+    let created = store.create(pods, pod).await.unwrap();
+    let running = wait_for(
+        &store,
+        pods,
+        Some("ns"),
+        "tolerant Running and Ready",
+        |p| p.get("tolerant").is_some_and(common::running_ready),
+    )
+    .await;
+    let ip = running["tolerant"]["status"]["podIP"]
+        .as_str()
+        .expect("a pod IP")
+        .to_string();
+    wait_for(&store, slices, Some("ns"), "a ready endpoint", |s| {
+        endpoint_ready(s, &ip) == Some(true)
+    })
+    .await;
+
+    // The agent stops (it leaves the gossip: Down at once). The pod stays, Ready False,
+    // and is no longer a ready endpoint.
+    agent.stop().await;
+    wait_for(&store, nodes, None, "node-1 down", |n| {
+        n.get("node-1")
+            .is_some_and(|n| condition_is(n, "Ready", "Unknown", "NodeStatusUnknown"))
+    })
+    .await;
+    let marked = wait_for(&store, pods, Some("ns"), "tolerant Ready False", |p| {
+        p.get("tolerant").is_some_and(|p| pod_ready(p) == "False")
+    })
+    .await;
+    let marked = &marked["tolerant"];
+    assert_eq!(uid(marked), uid(&created), "the pod stays (it tolerates)");
+    assert!(!object::is_terminating(marked), "the pod is not evicted");
+    assert_eq!(
+        condition(marked, "ContainersReady").map(|c| c["status"].clone()),
+        Some(json!("True")),
+        "only Ready changes, as in Kubernetes"
+    );
+    wait_for(&store, slices, Some("ns"), "the endpoint not ready", |s| {
+        endpoint_ready(s, &ip) == Some(false)
+    })
+    .await;
+    wait_for(
+        &store,
+        kind("", "events"),
+        Some("ns"),
+        "a NodeNotReady event on the pod",
+        |e| {
+            e.values().any(|e| {
+                e["reason"] == "NodeNotReady"
+                    && e["involvedObject"]["name"] == "tolerant"
+                    && e["type"] == "Warning"
+            })
+        },
+    )
+    .await;
+
+    // The agent comes back on the same runtime: the node is Up again and the agent, which
+    // re-adopts the running pod, reports it Ready; the endpoint is ready again.
+    let agent = gossip_agent(&store, runtime, cp.addr()).await;
+    wait_for(&store, nodes, None, "node-1 restored", |n| {
+        n.get("node-1").is_some_and(|n| {
+            unreachable_taints(n).is_empty() && condition_is(n, "Ready", "True", "KubeletReady")
+        })
+    })
+    .await;
+    let back = wait_for(&store, pods, Some("ns"), "tolerant Ready again", |p| {
+        p.get("tolerant").is_some_and(common::running_ready)
+    })
+    .await;
+    assert_eq!(uid(&back["tolerant"]), uid(&created));
+    wait_for(
+        &store,
+        slices,
+        Some("ns"),
+        "the endpoint ready again",
+        |s| endpoint_ready(s, &ip) == Some(true),
+    )
+    .await;
+
+    agent.stop().await;
     controllers.stop().await;
 }

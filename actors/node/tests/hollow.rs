@@ -483,3 +483,81 @@ async fn failing_containers_restart_with_backoff() {
     assert!(fleet.runtimes[0].list_containers(None).await.unwrap().len() <= 2);
     fleet.stop().await;
 }
+
+/// The `Ready` condition's status, "" when there is none.
+fn ready_status(pod: &Value) -> &str {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+}
+
+/// What the node lifecycle controller does to a down node's pods (Kubernetes'
+/// `MarkPodsNotReady`: `Ready` False, nothing else) is undone by the agent once it sees
+/// the pod again: the stored status no longer is what it last wrote, so it writes its
+/// own observation back, `Ready` True for a running pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_marked_not_ready_by_the_control_plane_is_reported_ready_again() {
+    let nats = TestNats::start().await;
+    let store = store(&nats).await;
+    let fleet = run_hollow_fleet(store.clone(), 1, fleet_config())
+        .await
+        .unwrap();
+    let node_name = fleet.agents[0].node_name().to_string();
+    let pod_kind = bus_schema::kinds::of::<Pod>();
+    let pod = json!({
+        "metadata": {"name": "steady", "namespace": "default"},
+        "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "busybox"}]}
+    });
+    store.create(pod_kind, pod).await.unwrap();
+    let ready = wait_event(&store, pod_kind, Some("default"), |e| {
+        named(e, "steady").is_some_and(|p| ready_status(p) == "True")
+    })
+    .await;
+
+    // Mark it as the controller does: a CAS on the pod as read, only Ready changed
+    // (re-read and again if the agent wrote in between).
+    let mut current = named(&ready, "steady").unwrap().clone();
+    let written = loop {
+        let mut marked = current.clone();
+        let conditions = marked
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+            .unwrap();
+        let slot = conditions
+            .iter_mut()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        slot["status"] = json!("False");
+        match store.update(pod_kind, marked).await {
+            Ok(w) => break w,
+            Err(drover_store::StoreError::Conflict { .. }) => {
+                current = store
+                    .get(pod_kind, Some("default"), "steady")
+                    .await
+                    .unwrap();
+            }
+            Err(e) => panic!("marking the pod not ready: {e}"),
+        }
+    };
+    assert_eq!(ready_status(&written), "False");
+    let marked_rv = revision_of(&written);
+
+    let back = wait_event(&store, pod_kind, Some("default"), |e| {
+        e.revision() > marked_rv && named(e, "steady").is_some_and(|p| ready_status(p) == "True")
+    })
+    .await;
+    let back = named(&back, "steady").unwrap();
+    assert_eq!(
+        object::meta_str(back, "uid"),
+        object::meta_str(&written, "uid")
+    );
+    fleet.stop().await;
+}
+
+fn revision_of(obj: &Value) -> u64 {
+    object::meta_str(obj, "resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}

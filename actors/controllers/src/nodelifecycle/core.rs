@@ -1,13 +1,14 @@
 //! The node lifecycle controller's decisions, without I/O: what a node's taints and
-//! conditions should be given what gossip says about it, which of its pods to evict
-//! (gracefully or by force) and when to look again. Time comes in as values (`now`, how
+//! conditions should be given what gossip says about it, which of its pods to mark not
+//! ready, which to evict (gracefully or by force) and when to look again. Time comes in as values (`now`, how
 //! long the node has been down, how old its last bus heartbeat is), so every rule is a
 //! table test.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use drover_membership::{Member, MemberState};
@@ -61,6 +62,9 @@ pub struct NodeView<'a> {
     /// How long since the node's last bus heartbeat reached this controller (`None`: none
     /// seen since the controller started).
     pub heartbeat_age: Option<Duration>,
+    /// Uids of the node's pods this controller already marked not ready while the node
+    /// has been down this time: they are not marked again (see [`Decision::not_ready`]).
+    pub marked_not_ready: &'a BTreeSet<String>,
 }
 
 /// How a pod is evicted.
@@ -87,6 +91,20 @@ pub struct Eviction {
     pub kind: EvictionKind,
 }
 
+/// One pod to mark not ready (Kubernetes' `MarkPodsNotReady`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotReady {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The uid the pod had when decided (the write is a compare-and-swap besides).
+    pub uid: String,
+    /// The pod's `Ready` condition as it is to be stored: status False, the transition
+    /// time now, reason, message and probe time as they were.
+    pub ready: PodCondition,
+}
+
 /// What to do about one node.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
@@ -96,6 +114,16 @@ pub struct Decision {
     pub conditions: Option<Vec<NodeCondition>>,
     /// A Node event (reason, message) for a Ready transition this decision makes.
     pub node_event: Option<(&'static str, String)>,
+    /// Pods of a down node whose `Ready` condition is to become False, so the
+    /// EndpointSlice controller stops listing them as ready (serving) endpoints. As in
+    /// Kubernetes, only an existing `Ready` condition that is not False already is
+    /// changed, nothing else in the status; pods that tolerate the node's unreachable
+    /// taint, and terminating ones, included. Not: finished pods (no longer endpoints),
+    /// pods force-deleted by this decision, and pods in
+    /// [`NodeView::marked_not_ready`] (marked once this time: if a node agent still
+    /// reachable over the bus reports them ready again, it is believed rather than
+    /// fought). Written after the node, before the evictions, in one batch.
+    pub not_ready: Vec<NotReady>,
     /// Pods to delete, BestEffort first, then Burstable, then Guaranteed. Carried out only
     /// once the node write (if any) has succeeded, so the taint is in place first.
     pub evictions: Vec<Eviction>,
@@ -343,7 +371,53 @@ fn decide_down(view: &NodeView, down_for: Duration, pods: &[Pod], now: Timestamp
     due.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
     decision.evictions = due.into_iter().map(|(_, _, _, e)| e).collect();
     decision.recheck_after = recheck;
+    let forced: BTreeSet<&str> = decision
+        .evictions
+        .iter()
+        .filter(|e| e.kind == EvictionKind::Force)
+        .map(|e| e.uid.as_str())
+        .collect();
+    decision.not_ready = pods
+        .iter()
+        .filter_map(|pod| {
+            let facts = PodFacts::of(pod)?;
+            if facts.terminal
+                || forced.contains(facts.uid.as_str())
+                || view.marked_not_ready.contains(&facts.uid)
+            {
+                return None;
+            }
+            let ready = not_ready_condition(pod, now)?;
+            Some(NotReady {
+                namespace: facts.namespace,
+                name: facts.name,
+                uid: facts.uid,
+                ready,
+            })
+        })
+        .collect();
     decision
+}
+
+/// The pod's `Ready` condition turned False at `now`, or `None` when it has none or it
+/// is False already (Kubernetes' `MarkPodsNotReady` with `UpdatePodCondition`: only the
+/// status and, with it, the transition time change).
+pub fn not_ready_condition(pod: &Pod, now: Timestamp) -> Option<PodCondition> {
+    let ready = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    if ready.status == "False" {
+        return None;
+    }
+    Some(PodCondition {
+        status: "False".into(),
+        last_transition_time: Some(Time(now)),
+        ..ready.clone()
+    })
 }
 
 /// When a down node's pods may be force-deleted.

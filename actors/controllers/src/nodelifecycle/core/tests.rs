@@ -77,6 +77,9 @@ struct Outcome {
     conditions: Option<Vec<String>>,
     /// Evictions in order: "g:name" graceful, "f:name" forced.
     evictions: Vec<String>,
+    /// Pods marked not ready: "name" (each new Ready condition is checked by its own
+    /// test).
+    not_ready: Vec<String>,
     /// Next recheck in whole seconds.
     recheck_secs: Option<u64>,
 }
@@ -111,6 +114,7 @@ fn outcome(d: &Decision) -> Outcome {
                 format!("{k}:{}", e.name)
             })
             .collect(),
+        not_ready: d.not_ready.iter().map(|n| n.name.clone()).collect(),
         recheck_secs: d.recheck_after.map(|d| d.as_secs_f64().ceil() as u64),
     }
 }
@@ -123,14 +127,21 @@ struct Case {
     heartbeat_age: Option<Duration>,
     pods: Vec<Pod>,
     now: i64,
+    /// Uids marked not ready earlier in this down time.
+    marked: &'static [&'static str],
 }
 
+/// No pod marked yet this time.
+static NONE_MARKED: BTreeSet<String> = BTreeSet::new();
+
 fn check(case: Case, expected: Outcome) {
+    let marked: BTreeSet<String> = case.marked.iter().map(|u| u.to_string()).collect();
     let view = NodeView {
         node: &case.node,
         reach: case.reach,
         fence_timeout_ms: case.fence_ms,
         heartbeat_age: case.heartbeat_age,
+        marked_not_ready: &marked,
     };
     let got = decide(&view, &case.pods, at(case.now));
     assert_eq!(outcome(&got), expected, "case {}", case.name);
@@ -157,6 +168,7 @@ fn down_node_gets_taints_and_conditions_then_nothing_more() {
             heartbeat_age: None,
             pods: vec![],
             now: 0,
+            marked: &[],
         },
         Outcome {
             taints: Some(strings(&[
@@ -169,6 +181,7 @@ fn down_node_gets_taints_and_conditions_then_nothing_more() {
                 "GossipReachable=False/MemberDown",
             ])),
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -181,11 +194,13 @@ fn down_node_gets_taints_and_conditions_then_nothing_more() {
             heartbeat_age: None,
             pods: vec![],
             now: 5,
+            marked: &[],
         },
         Outcome {
             taints: None,
             conditions: None,
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -198,11 +213,13 @@ fn down_node_gets_taints_and_conditions_then_nothing_more() {
             heartbeat_age: None,
             pods: vec![pod("a", "BestEffort", "ReplicaSet", json!([]))],
             now: 0,
+            marked: &[],
         },
         Outcome {
             taints: None,
             conditions: None,
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -216,6 +233,7 @@ fn ready_and_transition_times() {
         reach: down(0),
         fence_timeout_ms: 0,
         heartbeat_age: None,
+        marked_not_ready: &NONE_MARKED,
     };
     let d = decide(&view, &[], at(7));
     let conditions = d.conditions.unwrap();
@@ -246,6 +264,7 @@ fn pods_evicted_in_qos_order_and_only_live_ones() {
                 pod("web-0", "BestEffort", "StatefulSet", json!([])),
             ],
             now: 0,
+            marked: &[],
         },
         Outcome {
             taints: None,
@@ -256,6 +275,7 @@ fn pods_evicted_in_qos_order_and_only_live_ones() {
                 "g:burstable",
                 "g:guaranteed",
             ]),
+            not_ready: vec![],
             recheck_secs: Some(3),
         },
     );
@@ -268,6 +288,7 @@ fn pods_evicted_in_qos_order_and_only_live_ones() {
             heartbeat_age: None,
             pods: vec![pod("a", "BestEffort", "ReplicaSet", json!([]))],
             now: 0,
+            marked: &[],
         },
         Outcome {
             taints: Some(strings(&[
@@ -279,6 +300,7 @@ fn pods_evicted_in_qos_order_and_only_live_ones() {
                 "GossipReachable=False/MemberDown",
             ])),
             evictions: strings(&["g:a"]),
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -354,11 +376,13 @@ fn toleration_seconds_delay_eviction() {
                 heartbeat_age: None,
                 pods: vec![pod("p", "BestEffort", "ReplicaSet", tolerations.clone())],
                 now,
+                marked: &[],
             },
             Outcome {
                 taints: None,
                 conditions: None,
                 evictions: strings(&evictions),
+                not_ready: vec![],
                 recheck_secs: recheck,
             },
         );
@@ -383,11 +407,13 @@ fn daemon_pods_tolerate_unreachable_forever() {
             heartbeat_age: None,
             pods: vec![p],
             now: 3600,
+            marked: &[],
         },
         Outcome {
             taints: None,
             conditions: None,
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -459,11 +485,13 @@ fn fencing_rule() {
                 heartbeat_age,
                 pods: vec![pod("web-0", "Guaranteed", "StatefulSet", json!([]))],
                 now: down_secs as i64,
+                marked: &[],
             },
             Outcome {
                 taints: None,
                 conditions: None,
                 evictions: strings(&evictions),
+                not_ready: vec![],
                 recheck_secs: recheck,
             },
         );
@@ -499,11 +527,13 @@ fn terminating_pods_are_forced_after_the_fence_only() {
                 heartbeat_age: None,
                 pods: pods(),
                 now: down_secs as i64,
+                marked: &[],
             },
             Outcome {
                 taints: None,
                 conditions: None,
                 evictions: strings(&evictions),
+                not_ready: vec![],
                 recheck_secs: recheck,
             },
         );
@@ -528,6 +558,7 @@ fn alive_again_clears_what_the_controller_set() {
             heartbeat_age: Some(S),
             pods: vec![pod("a", "BestEffort", "ReplicaSet", json!([]))],
             now: 10,
+            marked: &[],
         },
         Outcome {
             taints: Some(strings(&["dedicated:NoSchedule"])),
@@ -536,6 +567,7 @@ fn alive_again_clears_what_the_controller_set() {
                 "GossipReachable=True/MemberAlive",
             ])),
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -551,6 +583,7 @@ fn alive_again_clears_what_the_controller_set() {
             heartbeat_age: None,
             pods: vec![],
             now: 10,
+            marked: &[],
         },
         Outcome {
             taints: None,
@@ -559,6 +592,7 @@ fn alive_again_clears_what_the_controller_set() {
                 "GossipReachable=True/MemberAlive",
             ])),
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -577,11 +611,13 @@ fn alive_again_clears_what_the_controller_set() {
             heartbeat_age: None,
             pods: vec![],
             now: 10,
+            marked: &[],
         },
         Outcome {
             taints: None,
             conditions: None,
             evictions: vec![],
+            not_ready: vec![],
             recheck_secs: None,
         },
     );
@@ -607,4 +643,230 @@ fn member_states_by_name() {
     assert_eq!(state("b"), Some(MemberState::Suspect));
     assert_eq!(state("c"), Some(MemberState::Down));
     assert_eq!(state("control-plane"), None);
+}
+
+/// `p` as the node agent reports it: `Ready` (and `ContainersReady`) with `status`.
+fn reported(mut p: Pod, status: &str) -> Pod {
+    let conditions = serde_json::from_value(json!([
+        {"type": "ContainersReady", "status": status, "lastTransitionTime": at(-100).to_string()},
+        {"type": "Ready", "status": status, "reason": "R", "message": "m",
+         "lastTransitionTime": at(-100).to_string()},
+    ]))
+    .unwrap();
+    p.status.get_or_insert_with(Default::default).conditions = Some(conditions);
+    p
+}
+
+fn tolerates_forever() -> serde_json::Value {
+    json!([{"key": UNREACHABLE_TAINT_KEY, "operator": "Exists", "effect": "NoExecute"}])
+}
+
+#[test]
+fn pods_of_a_down_node_are_marked_not_ready() {
+    // (case, reach, fence ms, pods, marked earlier, evictions, marked now)
+    type Row = (
+        &'static str,
+        Reach,
+        u32,
+        Vec<Pod>,
+        &'static [&'static str],
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+    let tol = || reported(pod("tol", "BestEffort", "", tolerates_forever()), "True");
+    let cases: [Row; 12] = [
+        (
+            "tolerating forever: stays, marked",
+            down(0),
+            0,
+            vec![tol()],
+            &[],
+            vec![],
+            vec!["tol"],
+        ),
+        (
+            "not tolerating: evicted and marked",
+            down(0),
+            0,
+            vec![reported(
+                pod("a", "BestEffort", "ReplicaSet", json!([])),
+                "True",
+            )],
+            &[],
+            vec!["g:a"],
+            vec!["a"],
+        ),
+        (
+            "Ready Unknown becomes False too",
+            down(0),
+            0,
+            vec![reported(
+                pod("u", "BestEffort", "", tolerates_forever()),
+                "Unknown",
+            )],
+            &[],
+            vec![],
+            vec!["u"],
+        ),
+        (
+            "already False: no write",
+            down(0),
+            0,
+            vec![reported(
+                pod("f", "BestEffort", "", tolerates_forever()),
+                "False",
+            )],
+            &[],
+            vec![],
+            vec![],
+        ),
+        (
+            "no Ready condition (never reported): nothing to change",
+            down(0),
+            0,
+            vec![pod("new", "BestEffort", "", tolerates_forever())],
+            &[],
+            vec![],
+            vec![],
+        ),
+        (
+            "finished: no longer an endpoint, left alone",
+            down(0),
+            0,
+            vec![finished(
+                reported(pod("done", "BestEffort", "Job", json!([])), "True"),
+                "Succeeded",
+            )],
+            &[],
+            vec![],
+            vec![],
+        ),
+        (
+            "terminating, not forced (fence 0): marked",
+            down(60),
+            0,
+            vec![terminating(reported(
+                pod("t", "BestEffort", "ReplicaSet", json!([])),
+                "True",
+            ))],
+            &[],
+            vec![],
+            vec!["t"],
+        ),
+        (
+            "StatefulSet pod waiting for the fence: marked",
+            down(0),
+            1000,
+            vec![reported(
+                pod("web-0", "BestEffort", "StatefulSet", json!([])),
+                "True",
+            )],
+            &[],
+            vec![],
+            vec!["web-0"],
+        ),
+        (
+            "force-deleted now: no status write first",
+            down(3),
+            1000,
+            vec![
+                reported(pod("web-0", "BestEffort", "StatefulSet", json!([])), "True"),
+                terminating(reported(
+                    pod("t", "BestEffort", "ReplicaSet", json!([])),
+                    "True",
+                )),
+                tol(),
+            ],
+            &[],
+            vec!["f:t", "f:web-0"],
+            vec!["tol"],
+        ),
+        (
+            "marked earlier this time and reported ready again by its agent: believed",
+            down(30),
+            0,
+            vec![
+                tol(),
+                reported(pod("other", "BestEffort", "", tolerates_forever()), "True"),
+            ],
+            &["tol-uid"],
+            vec![],
+            vec!["other"],
+        ),
+        (
+            "suspect: nothing",
+            Reach::Suspect,
+            0,
+            vec![tol()],
+            &[],
+            vec![],
+            vec![],
+        ),
+        (
+            "alive: nothing",
+            Reach::Alive,
+            0,
+            vec![tol()],
+            &[],
+            vec![],
+            vec![],
+        ),
+    ];
+    for (name, reach, fence_ms, pods, marked, evictions, not_ready) in cases {
+        let alive = reach == Reach::Alive;
+        let suspect = reach == Reach::Suspect;
+        check(
+            Case {
+                name,
+                node: node(&tainted(), down_conditions()),
+                reach,
+                fence_ms,
+                heartbeat_age: None,
+                pods,
+                now: 0,
+                marked,
+            },
+            Outcome {
+                // Coming back clears the taints and conditions this controller set.
+                taints: alive.then(Vec::new),
+                conditions: alive.then(|| {
+                    strings(&[
+                        "Ready=True/KubeletReady",
+                        "GossipReachable=True/MemberAlive",
+                    ])
+                }),
+                evictions: strings(&evictions),
+                not_ready: strings(&not_ready),
+                recheck_secs: (fence_ms > 0 && !alive && !suspect && evictions.is_empty())
+                    .then_some(3),
+            },
+        );
+    }
+}
+
+#[test]
+fn not_ready_changes_only_the_ready_status_and_its_transition_time() {
+    let p = reported(pod("tol", "BestEffort", "", tolerates_forever()), "True");
+    let n = node(&tainted(), down_conditions());
+    let view = NodeView {
+        node: &n,
+        reach: down(0),
+        fence_timeout_ms: 0,
+        heartbeat_age: None,
+        marked_not_ready: &NONE_MARKED,
+    };
+    let d = decide(&view, &[p], at(7));
+    let marked = &d.not_ready[0];
+    assert_eq!(
+        (marked.namespace.as_str(), marked.uid.as_str()),
+        ("ns", "tol-uid")
+    );
+    assert_eq!(
+        marked.ready,
+        serde_json::from_value::<PodCondition>(json!({
+            "type": "Ready", "status": "False", "reason": "R", "message": "m",
+            "lastTransitionTime": at(7).to_string(),
+        }))
+        .unwrap()
+    );
 }
