@@ -80,5 +80,7 @@ fn fast_keeps_suspicion_and_room_for_indirect_probes() {
         assert!(c.suspect_to_down_after >= 3 * c.probe_period, "{size}");
         assert!(c.notify_down_members && c.periodic_announce_to_down_members.is_some());
         assert_eq!(c.max_packet_size.get(), MAX_PACKET);
+        // Five relays: a false suspicion under 5% loss is ~2 in 100,000 probes.
+        assert_eq!(c.num_indirect_probes.get(), 5);
     }
 }
