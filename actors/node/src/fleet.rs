@@ -45,6 +45,11 @@ pub struct FleetConfig {
     pub restart_backoff_max: Duration,
     /// Usage publishing period of each node ([`crate::metrics`]).
     pub metrics_interval: Duration,
+    /// How often each pod actor re-reads its pod and looks at its containers when nothing
+    /// happened (`AgentConfig::pod_sync_interval`, 1 s). A hollow container exits only when
+    /// told to, so a large fleet in one process can look less often and keep its CPU for
+    /// what it simulates.
+    pub pod_sync_interval: Duration,
     /// Join the nodes to a gossip (real SWIM over UDP, one socket per node); `None` (the
     /// default) joins none.
     pub gossip: Option<FleetGossip>,
@@ -123,6 +128,7 @@ impl Default for FleetConfig {
             restart_backoff_base: crate::node::DEFAULT_RESTART_BACKOFF_BASE,
             restart_backoff_max: crate::node::DEFAULT_RESTART_BACKOFF_MAX,
             metrics_interval: crate::metrics::DEFAULT_METRICS_INTERVAL,
+            pod_sync_interval: crate::pod::DEFAULT_SYNC_INTERVAL,
             gossip: None,
         }
     }
@@ -170,6 +176,7 @@ pub fn node_config(config: &FleetConfig, idx: usize) -> AgentConfig {
     agent.restart_backoff_base = config.restart_backoff_base;
     agent.restart_backoff_max = config.restart_backoff_max;
     agent.metrics_interval = config.metrics_interval;
+    agent.pod_sync_interval = config.pod_sync_interval;
     agent.identity.labels = BTreeMap::from([(HOLLOW_NODE_LABEL.to_string(), "true".to_string())]);
     if !config.zones.is_empty() {
         agent.identity.zone = Some(config.zones[idx % config.zones.len()].clone());
