@@ -37,8 +37,13 @@ fn main() -> Result<()> {
             let p: f64 = args.get(3).map_or(Ok(0.05), |s| s.parse())?;
             rt.block_on(drover_loss(num(1, 100)? as usize, num(2, 60)?, p))
         }
-        Some("serf") => serf_detection(num(1, 100)? as usize, num(2, 5)? as usize),
-        _ => bail!("usage: gossip-bench drover|loss|serf <n> <trials|seconds> [loss]"),
+        Some("serf") => {
+            let loss: f64 = args.get(3).map_or(Ok(0.0), |s| s.parse())?;
+            serf_detection(num(1, 100)? as usize, num(2, 5)? as usize, loss, num(4, 60)?)
+        }
+        _ => bail!(
+            "usage: gossip-bench drover|loss <n> <trials|seconds> [loss] | serf <n> <trials> [loss] [seconds]"
+        ),
     }
 }
 
@@ -467,7 +472,64 @@ fn alive_count(rpc: &str) -> Result<usize> {
         .count())
 }
 
-fn serf_detection(n: usize, trials: usize) -> Result<()> {
+/// Whether this process runs in a fresh network namespace of its own (`unshare --net`):
+/// loopback the only interface and still down. Checked before anything brings it up, so
+/// the loss rule below can never land in a namespace anything else uses.
+fn fresh_netns() -> bool {
+    let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let links: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    out.status.success()
+        && links.len() == 1
+        && links[0].contains(": lo:")
+        && links[0].contains("state DOWN")
+}
+
+/// Drops `p` of every UDP datagram this namespace sends (memberlist's probes and gossip;
+/// its TCP push/pull and fallback pings keep working, as drover has no TCP path at all).
+fn serf_loss_rule(add: bool, p: f64) -> Result<()> {
+    let status = Command::new("iptables")
+        .args([if add { "-A" } else { "-D" }, "OUTPUT", "-p", "udp"])
+        .args(["-m", "statistic", "--mode", "random", "--probability"])
+        .arg(p.to_string())
+        .args(["-j", "DROP"])
+        .status()
+        .context("running iptables")?;
+    if !status.success() {
+        bail!("iptables exited with {status}");
+    }
+    Ok(())
+}
+
+/// Waits until the first and the last agent both list all `n` alive; how long it took.
+fn serf_all_alive(rpcs: &[String], n: usize, what: &str) -> Result<Duration> {
+    let started = Instant::now();
+    while alive_count(&rpcs[0])? < n || alive_count(&rpcs[n - 1])? < n {
+        if started.elapsed() > CONVERGE {
+            bail!("serf did not {what} in time");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(started.elapsed())
+}
+
+/// Serf's detection; with `loss` > 0 first a soak of `soak` seconds at that UDP loss
+/// counting member-failed events (every agent is alive: each is a false failure). Loss
+/// needs a network namespace of its own: `scripts/bench-gossip` runs this under
+/// `unshare --net`.
+fn serf_detection(n: usize, trials: usize, loss: f64, soak: u64) -> Result<()> {
+    let fresh = fresh_netns();
+    if loss > 0.0 && !fresh {
+        bail!("serf loss needs a fresh network namespace (run under `unshare --net`)");
+    }
+    if fresh {
+        let up = Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
+        if !up.success() {
+            bail!("ip link set lo up: {up}");
+        }
+    }
     let dir = PathBuf::from(std::env::var("GOSSIP_BENCH_DIR").unwrap_or_else(|_| {
         std::env::temp_dir()
             .join(format!("gossip-bench-{}", std::process::id()))
@@ -538,14 +600,50 @@ fn serf_detection(n: usize, trials: usize) -> Result<()> {
             bail!("serf agent n{i} exited at start: {status}");
         }
     }
-    let started = Instant::now();
-    while alive_count(&rpcs[0])? < n || alive_count(&rpcs[n - 1])? < n {
-        if started.elapsed() > CONVERGE {
-            bail!("serf did not converge");
+    println!(
+        "converged in {:.1} s",
+        serf_all_alive(&rpcs, n, "converge")?.as_secs_f64()
+    );
+    if loss > 0.0 {
+        let since = now_ns();
+        serf_loss_rule(true, loss)?;
+        std::thread::sleep(Duration::from_secs(soak));
+        // The rule's own counter: proof the loss happened, and how much.
+        let counters = Command::new("iptables")
+            .args(["-L", "OUTPUT", "-v", "-n", "-x"])
+            .output()
+            .context("reading iptables counters")?;
+        let dropped = String::from_utf8_lossy(&counters.stdout)
+            .lines()
+            .find(|l| l.contains("DROP") && l.contains("statistic"))
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        serf_loss_rule(false, loss)?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let (mut events, mut whom) = (0usize, BTreeSet::new());
+        for line in text.lines() {
+            let mut f = line.split(' ');
+            let (Some(at), Some(_observer), Some(failed)) = (f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            if at.parse::<u128>().is_ok_and(|at| at >= since) {
+                for name in failed.split(',').filter(|x| !x.is_empty()) {
+                    events += 1;
+                    whom.insert(name.to_string());
+                }
+            }
         }
-        std::thread::sleep(Duration::from_millis(500));
+        println!(
+            "RESULT serf-loss n={n} p={loss} seconds={soak}: member-failed (agent, member) pairs {events} (members {whom:?}), alive as seen by n0 at the end {}, UDP datagrams dropped {dropped}",
+            alive_count(&rpcs[0])?
+        );
+        // Detection below runs without loss, as drover's does; let the cluster heal first.
+        println!(
+            "healed in {:.1} s",
+            serf_all_alive(&rpcs, n, "heal after the loss")?.as_secs_f64()
+        );
     }
-    println!("converged in {:.1} s", started.elapsed().as_secs_f64());
     let (mut first, mut all) = (Vec::new(), Vec::new());
     let (mut poll_first, mut poll_all) = (Vec::new(), Vec::new());
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
