@@ -29,20 +29,29 @@ fn main() -> Result<()> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     match args.first().map(String::as_str) {
-        Some("drover") => rt.block_on(drover_detection(
-            num(1, 100)? as usize,
-            num(2, 20)? as usize,
-        )),
+        Some("drover") => {
+            let loss: f64 = args.get(3).map_or(Ok(0.0), |s| s.parse())?;
+            rt.block_on(drover_detection(
+                num(1, 100)? as usize,
+                num(2, 20)? as usize,
+                loss,
+            ))
+        }
         Some("loss") => {
             let p: f64 = args.get(3).map_or(Ok(0.05), |s| s.parse())?;
             rt.block_on(drover_loss(num(1, 100)? as usize, num(2, 60)?, p))
         }
         Some("serf") => {
             let loss: f64 = args.get(3).map_or(Ok(0.0), |s| s.parse())?;
-            serf_detection(num(1, 100)? as usize, num(2, 5)? as usize, loss, num(4, 60)?)
+            serf_detection(
+                num(1, 100)? as usize,
+                num(2, 5)? as usize,
+                loss,
+                num(4, 60)?,
+            )
         }
         _ => bail!(
-            "usage: gossip-bench drover|loss <n> <trials|seconds> [loss] | serf <n> <trials> [loss] [seconds]"
+            "usage: gossip-bench drover <n> <trials> [loss] | loss <n> <seconds> [p] | serf <n> <trials> [loss] [seconds]"
         ),
     }
 }
@@ -259,9 +268,9 @@ fn progress(members: &[Option<Membership>], n: usize, elapsed: Duration) {
     );
 }
 
-async fn drover_detection(n: usize, trials: usize) -> Result<()> {
+async fn drover_detection(n: usize, trials: usize, loss: f64) -> Result<()> {
     println!(
-        "drover: {n} members, {trials} trials, timing {}",
+        "drover: {n} members, {trials} trials, loss {loss}, timing {}",
         describe(&bench_timing(n))
     );
     let mut members = start_cluster(n, 0.0).await?;
@@ -269,6 +278,11 @@ async fn drover_detection(n: usize, trials: usize) -> Result<()> {
         "converged in {:.1} s",
         converge(&members, n).await?.as_secs_f64()
     );
+    // Formed without loss (see drover_loss), then every member drops `loss` of what it
+    // sends, restarted victims included.
+    for m in members.iter().flatten() {
+        m.set_drop_outgoing(loss).await?;
+    }
     let (mut first, mut all) = (Vec::new(), Vec::new());
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
     for trial in 0..trials {
@@ -333,7 +347,7 @@ async fn drover_detection(n: usize, trials: usize) -> Result<()> {
             all.extend(a);
         }
         let seeds = pick_seeds(&members, n, &mut pick);
-        members[victim] = Some(Membership::start(member_config(victim, n, seeds, 0.0)).await?);
+        members[victim] = Some(Membership::start(member_config(victim, n, seeds, loss)).await?);
         let rejoined = converge(&members, n).await?;
         println!(
             "  n{victim} restarted; all {n} alive everywhere after {:.2} s",
@@ -341,7 +355,7 @@ async fn drover_detection(n: usize, trials: usize) -> Result<()> {
         );
     }
     println!(
-        "RESULT drover n={n} trials={trials} first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
+        "RESULT drover n={n} loss={loss} trials={trials} first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
         secs(percentile(&first, 50.0)),
         secs(percentile(&first, 99.0)),
         secs(percentile(&all, 50.0)),
@@ -525,7 +539,9 @@ fn serf_detection(n: usize, trials: usize, loss: f64, soak: u64) -> Result<()> {
         bail!("serf loss needs a fresh network namespace (run under `unshare --net`)");
     }
     if fresh {
-        let up = Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()?;
         if !up.success() {
             bail!("ip link set lo up: {up}");
         }
@@ -618,13 +634,11 @@ fn serf_detection(n: usize, trials: usize, loss: f64, soak: u64) -> Result<()> {
             .find(|l| l.contains("DROP") && l.contains("statistic"))
             .and_then(|l| l.split_whitespace().next().map(str::to_string))
             .unwrap_or_else(|| "?".into());
-        serf_loss_rule(false, loss)?;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let (mut events, mut whom) = (0usize, BTreeSet::new());
         for line in text.lines() {
             let mut f = line.split(' ');
-            let (Some(at), Some(_observer), Some(failed)) = (f.next(), f.next(), f.next())
-            else {
+            let (Some(at), Some(_observer), Some(failed)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
             if at.parse::<u128>().is_ok_and(|at| at >= since) {
@@ -638,80 +652,87 @@ fn serf_detection(n: usize, trials: usize, loss: f64, soak: u64) -> Result<()> {
             "RESULT serf-loss n={n} p={loss} seconds={soak}: member-failed (agent, member) pairs {events} (members {whom:?}), alive as seen by n0 at the end {}, UDP datagrams dropped {dropped}",
             alive_count(&rpcs[0])?
         );
-        // Detection below runs without loss, as drover's does; let the cluster heal first.
-        println!(
-            "healed in {:.1} s",
-            serf_all_alive(&rpcs, n, "heal after the loss")?.as_secs_f64()
-        );
     }
-    let (mut first, mut all) = (Vec::new(), Vec::new());
-    let (mut poll_first, mut poll_all) = (Vec::new(), Vec::new());
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
     let mut alive: Vec<usize> = (1..n).collect();
-    for trial in 0..trials {
-        // Victims are not restarted (a restart would need serf's reconnect); each trial
-        // kills another agent, so trial k runs with n - k agents.
-        let victim = alive.remove(pick.below(alive.len()));
-        let name = format!("n{victim}");
-        let observers = n - 1 - trial;
-        let killed = now_ns();
-        if let Some(mut c) = agents.0[victim].take() {
-            c.kill()?;
-            c.wait()?;
+    // With loss: detection under the loss first (the rule stays on), then without it.
+    let phases: &[f64] = if loss > 0.0 { &[loss, 0.0] } else { &[0.0] };
+    for &phase in phases {
+        if loss > 0.0 && phase == 0.0 {
+            serf_loss_rule(false, loss)?;
+            println!(
+                "loss off; healed in {:.1} s",
+                serf_all_alive(&rpcs, alive.len() + 1, "heal after the loss")?.as_secs_f64()
+            );
         }
-        // Five observers poll `serf members -status failed` (serf's own view, before the
-        // agent's 3 s/1 s event coalescing); the member-failed handler on every agent gives
-        // the all-observer time, coalescing included.
-        let watchers: Vec<usize> = alive.iter().copied().take(POLLED).collect();
-        let mut polled: Vec<Option<Duration>> = vec![None; watchers.len()];
-        let deadline = std::time::Instant::now() + DETECT;
-        let times = loop {
-            for (k, w) in watchers.iter().enumerate() {
-                if polled[k].is_none() && sees_failed(&rpcs[*w], &name)? {
-                    polled[k] = Some(Duration::from_nanos((now_ns() - killed) as u64));
+        let (mut first, mut all) = (Vec::new(), Vec::new());
+        let (mut poll_first, mut poll_all) = (Vec::new(), Vec::new());
+        for trial in 0..trials {
+            // Victims are not restarted (a restart would need serf's reconnect); each trial
+            // kills another agent, so trial k runs with n - k agents.
+            let victim = alive.remove(pick.below(alive.len()));
+            let name = format!("n{victim}");
+            // Every other live agent (agent 0 is never a victim).
+            let observers = alive.len() + 1;
+            let killed = now_ns();
+            if let Some(mut c) = agents.0[victim].take() {
+                c.kill()?;
+                c.wait()?;
+            }
+            // Five observers poll `serf members -status failed` (serf's own view, before the
+            // agent's 3 s/1 s event coalescing); the member-failed handler on every agent gives
+            // the all-observer time, coalescing included.
+            let watchers: Vec<usize> = alive.iter().copied().take(POLLED).collect();
+            let mut polled: Vec<Option<Duration>> = vec![None; watchers.len()];
+            let deadline = std::time::Instant::now() + DETECT;
+            let times = loop {
+                for (k, w) in watchers.iter().enumerate() {
+                    if polled[k].is_none() && sees_failed(&rpcs[*w], &name)? {
+                        polled[k] = Some(Duration::from_nanos((now_ns() - killed) as u64));
+                    }
                 }
+                let times = detections(&log, &name, killed)?;
+                if (times.len() >= observers && polled.iter().all(Option::is_some))
+                    || std::time::Instant::now() > deadline
+                {
+                    break times;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let p: Vec<Duration> = polled.iter().flatten().copied().collect();
+            let missed = observers.saturating_sub(times.len()) + (watchers.len() - p.len());
+            let (pf, pa) = (p.iter().min().copied(), p.iter().max().copied());
+            let (f, a) = (times.iter().min().copied(), times.iter().max().copied());
+            println!(
+                "trial {trial}: victim {name} polled first {} s all {} s | handler first {} s all {} s | missed {missed}",
+                secs(pf),
+                secs(pa),
+                secs(f),
+                secs(a)
+            );
+            if missed == 0 {
+                poll_first.extend(pf);
+                poll_all.extend(pa);
+                first.extend(f);
+                all.extend(a);
             }
-            let times = detections(&log, &name, killed)?;
-            if (times.len() >= observers && polled.iter().all(Option::is_some))
-                || std::time::Instant::now() > deadline
-            {
-                break times;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let p: Vec<Duration> = polled.iter().flatten().copied().collect();
-        let missed = observers.saturating_sub(times.len()) + (watchers.len() - p.len());
-        let (pf, pa) = (p.iter().min().copied(), p.iter().max().copied());
-        let (f, a) = (times.iter().min().copied(), times.iter().max().copied());
-        println!(
-            "trial {trial}: victim {name} polled first {} s all {} s | handler first {} s all {} s | missed {missed}",
-            secs(pf),
-            secs(pa),
-            secs(f),
-            secs(a)
-        );
-        if missed == 0 {
-            poll_first.extend(pf);
-            poll_all.extend(pa);
-            first.extend(f);
-            all.extend(a);
         }
+        println!(
+            "RESULT serf n={n} loss={phase} trials={trials} polled({POLLED} observers) first p50 {} p99 {} | all p50 {} p99 {} (s)",
+            secs(percentile(&poll_first, 50.0)),
+            secs(percentile(&poll_first, 99.0)),
+            secs(percentile(&poll_all, 50.0)),
+            secs(percentile(&poll_all, 99.0)),
+        );
+        println!(
+            "RESULT serf n={n} loss={phase} trials={trials} handler(all agents) first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
+            secs(percentile(&first, 50.0)),
+            secs(percentile(&first, 99.0)),
+            secs(percentile(&all, 50.0)),
+            secs(percentile(&all, 99.0)),
+            trials - all.len()
+        );
     }
-    println!(
-        "RESULT serf n={n} trials={trials} polled({POLLED} observers) first p50 {} p99 {} | all p50 {} p99 {} (s)",
-        secs(percentile(&poll_first, 50.0)),
-        secs(percentile(&poll_first, 99.0)),
-        secs(percentile(&poll_all, 50.0)),
-        secs(percentile(&poll_all, 99.0)),
-    );
-    println!(
-        "RESULT serf n={n} trials={trials} handler(all agents) first p50 {} p99 {} | all p50 {} p99 {} (s), trials with misses {}",
-        secs(percentile(&first, 50.0)),
-        secs(percentile(&first, 99.0)),
-        secs(percentile(&all, 50.0)),
-        secs(percentile(&all, 99.0)),
-        trials - all.len()
-    );
     drop(agents);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
