@@ -144,12 +144,13 @@ fn pick_seeds(members: &[Option<Membership>], among: usize, pick: &mut Pick) -> 
 /// Starts `n` members in waves of [`wave_size`]: member 0 first, then each wave's members
 /// joining through three random members of the cluster so far, which converges before the
 /// next wave starts (so every newcomer's seeds know the whole cluster and its sync brings
-/// all of it). One seed for all would make that member answer every join.
-async fn start_cluster(n: usize, loss: f64) -> Result<Vec<Option<Membership>>> {
+/// all of it). One seed for all would make that member answer every join. The cluster
+/// forms without loss; [`start_loss`] starts it afterwards.
+async fn start_cluster(n: usize) -> Result<Vec<Option<Membership>>> {
     let started = Instant::now();
     let mut members: Vec<Option<Membership>> = Vec::with_capacity(n);
     members.push(Some(
-        Membership::start(member_config(0, n, Vec::new(), loss)).await?,
+        Membership::start(member_config(0, n, Vec::new(), 0.0)).await?,
     ));
     let mut pick = Pick(0x2545_f491_4f6c_dd1d);
     let wave = wave_size();
@@ -159,7 +160,7 @@ async fn start_cluster(n: usize, loss: f64) -> Result<Vec<Option<Membership>>> {
         for i in before..upto {
             let seeds = pick_seeds(&members, before, &mut pick);
             members.push(Some(
-                Membership::start(member_config(i, n, seeds, loss)).await?,
+                Membership::start(member_config(i, n, seeds, 0.0)).await?,
             ));
         }
         converge(&members, upto).await?;
@@ -169,6 +170,16 @@ async fn start_cluster(n: usize, loss: f64) -> Result<Vec<Option<Membership>>> {
         );
     }
     Ok(members)
+}
+
+/// Every running member drops `p` of what it sends from now on. Clusters form without
+/// loss: under loss, "every member sees every other alive at once", the start signal, is
+/// rarely true of a large cluster (a few probes a second fail somewhere and are refuted).
+async fn start_loss(members: &[Option<Membership>], p: f64) -> Result<()> {
+    for m in members.iter().flatten() {
+        m.set_drop_outgoing(p).await?;
+    }
+    Ok(())
 }
 
 /// Waits until every running member sees `n` alive members.
@@ -273,16 +284,13 @@ async fn drover_detection(n: usize, trials: usize, loss: f64) -> Result<()> {
         "drover: {n} members, {trials} trials, loss {loss}, timing {}",
         describe(&bench_timing(n))
     );
-    let mut members = start_cluster(n, 0.0).await?;
+    let mut members = start_cluster(n).await?;
     println!(
         "converged in {:.1} s",
         converge(&members, n).await?.as_secs_f64()
     );
-    // Formed without loss (see drover_loss), then every member drops `loss` of what it
-    // sends, restarted victims included.
-    for m in members.iter().flatten() {
-        m.set_drop_outgoing(loss).await?;
-    }
+    // Restarted victims drop `loss` too (their config below).
+    start_loss(&members, loss).await?;
     let (mut first, mut all) = (Vec::new(), Vec::new());
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
     for trial in 0..trials {
@@ -373,10 +381,8 @@ async fn drover_loss(n: usize, seconds: u64, p: f64) -> Result<()> {
         "drover: {n} members, drop_outgoing {p} on every member, {seconds} s, timing {}",
         describe(&bench_timing(n))
     );
-    // Formed without loss (under loss, "every member sees every other alive at once"
-    // is rarely true of a large cluster: a few probes a second fail somewhere and are
-    // refuted), then the loss starts on every member and the soak counts from there.
-    let members = start_cluster(n, 0.0).await?;
+    // Formed without loss (see start_loss); the soak counts from when the loss starts.
+    let members = start_cluster(n).await?;
     println!(
         "converged in {:.1} s",
         converge(&members, n).await?.as_secs_f64()
@@ -386,9 +392,7 @@ async fn drover_loss(n: usize, seconds: u64, p: f64) -> Result<()> {
         .flatten()
         .map(Membership::subscribe)
         .collect();
-    for m in members.iter().flatten() {
-        m.set_drop_outgoing(p).await?;
-    }
+    start_loss(&members, p).await?;
     let total = |f: fn(&drover_membership::Stats) -> u64| -> u64 {
         members.iter().flatten().map(|m| f(&m.stats())).sum()
     };
